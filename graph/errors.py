@@ -1,0 +1,40 @@
+"""Errors raised by the graph package; each names the thing and the fix."""
+
+
+class DiffGraphError(Exception):
+    """An error a user can act on: the message names the thing and the fix.
+
+    Every package's user-facing errors derive from it; the CLI prints the message
+    (no traceback) and exits with status 2.
+    """
+
+
+class GraphError(DiffGraphError, ValueError):
+    """Bad input or a store that cannot be used as asked."""
+
+
+class UnknownExpertError(GraphError, KeyError):
+    def __init__(self, expert_id: str) -> None:
+        super().__init__(
+            f"no expert with id {expert_id!r} in the graph (see `diffgraph graph stats`)"
+        )
+        self.expert_id = expert_id
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class DuplicateIdError(GraphError):
+    pass
+
+
+class SchemaVersionError(GraphError):
+    pass
+
+
+class EmbeddingShapeError(GraphError):
+    pass
+
+
+class ArchiveError(GraphError):
+    pass

@@ -1,0 +1,138 @@
+"""Immutable ``.npz`` segments holding node features and COO calibration edges.
+
+Each write to the graph adds one small segment; later segments override earlier ones
+(last write wins per node, and per edge and metric). A segment is written to a
+temporary file, flushed and renamed, so a crash leaves either the whole file or none.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+ARRAYS = (
+    "expert_seq",
+    "expert_x",
+    "ref_seq",
+    "ref_x",
+    "edge_expert_seq",
+    "edge_ref_seq",
+    "edge_attr",
+    "metric_names",
+)
+
+
+@dataclass
+class Segment:
+    """Arrays of one segment; absent parts are empty."""
+
+    expert_seq: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    expert_x: np.ndarray | None = None
+    ref_seq: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    ref_x: np.ndarray | None = None
+    edge_expert_seq: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    edge_ref_seq: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    edge_attr: np.ndarray | None = None
+    metric_names: list[str] = field(default_factory=list)
+
+    @property
+    def nbytes(self) -> int:
+        parts = (self.expert_x, self.ref_x, self.edge_attr)
+        return sum(a.nbytes for a in parts if a is not None) + self.edge_expert_seq.nbytes * 2
+
+
+def write_segment(directory: Path, segment: Segment) -> str:
+    """Write ``segment`` atomically into ``directory``; return its file name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{uuid.uuid4().hex}.npz"
+    tmp = directory / f"tmp-{name}"
+    arrays = {
+        key: value for key in ARRAYS if (value := getattr(segment, key)) is not None and len(value)
+    }
+    if "metric_names" in arrays:
+        arrays["metric_names"] = np.asarray(segment.metric_names, dtype=str)
+    try:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, directory / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return name
+
+
+def read_segment(path: Path) -> Segment:
+    """Load one segment written by :func:`write_segment`."""
+    with np.load(path, allow_pickle=False) as data:
+        kwargs = {key: data[key] for key in ARRAYS if key in data.files}
+    if "metric_names" in kwargs:
+        kwargs["metric_names"] = [str(m) for m in kwargs["metric_names"]]
+    return Segment(**kwargs)
+
+
+def concat(segments: list[Segment], dim: int, metric_names: list[str]) -> Segment:
+    """Concatenate segments in order, aligning edge columns to ``metric_names``."""
+
+    def cat(attr: str, width: int | None) -> np.ndarray:
+        parts = [getattr(s, attr) for s in segments]
+        if width is None:
+            return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        parts = [p for p in parts if p is not None]
+        return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+
+    edge_parts = []
+    for s in segments:
+        if s.edge_attr is None or not len(s.edge_attr):
+            continue
+        aligned = np.full((len(s.edge_attr), len(metric_names)), np.nan, np.float32)
+        for j, name in enumerate(s.metric_names):
+            aligned[:, metric_names.index(name)] = s.edge_attr[:, j]
+        edge_parts.append(aligned)
+    return Segment(
+        expert_seq=cat("expert_seq", None),
+        expert_x=cat("expert_x", dim),
+        ref_seq=cat("ref_seq", None),
+        ref_x=cat("ref_x", dim),
+        edge_expert_seq=cat("edge_expert_seq", None),
+        edge_ref_seq=cat("edge_ref_seq", None),
+        edge_attr=(
+            np.concatenate(edge_parts)
+            if edge_parts
+            else np.zeros((0, len(metric_names)), np.float32)
+        ),
+        metric_names=list(metric_names),
+    )
+
+
+def last_rows(keys: np.ndarray) -> np.ndarray:
+    """Indices of the last occurrence of each distinct key, ordered by key."""
+    if not len(keys):
+        return np.zeros(0, np.int64)
+    _, first_in_reversed = np.unique(keys[::-1], return_index=True)
+    return len(keys) - 1 - first_in_reversed
+
+
+def merge_edge_scores(keys: np.ndarray, attr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Collapse repeated edge keys: per metric, the last finite value wins.
+
+    Returns the distinct keys (sorted) and their merged score rows.
+    """
+    if not len(keys):
+        return keys, attr
+    order = np.argsort(keys, kind="stable")
+    keys, attr = keys[order], attr[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    merged = np.full((len(starts), attr.shape[1]), np.nan, np.float32)
+    positions = np.arange(len(keys))
+    for column in range(attr.shape[1]):
+        valid = np.where(np.isfinite(attr[:, column]), positions, -1)
+        last = np.maximum.reduceat(valid, starts)
+        found = last >= 0
+        merged[found, column] = attr[last[found], column]
+    return keys[starts], merged

@@ -1,0 +1,183 @@
+"""The universal graph: store, retrieval index and embedder behind one object."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from graph.archive import export_archive, import_archive
+from graph.config import GraphConfig
+from graph.embedding import Embedder
+from graph.errors import GraphError
+from graph.index import ChromaIndex, Hit, make_client, numpy_topk
+from graph.records import (
+    BaseFamily,
+    Calibration,
+    Expert,
+    ExpertKind,
+    ExpertStatus,
+    ReferencePrompt,
+)
+from graph.store import GraphStore
+from graph.subgraph import Subgraph, extract_subgraph
+
+
+def node_text(expert: Expert) -> str:
+    """The text whose embedding is the expert's node feature."""
+    if expert.description.strip():
+        return expert.description
+    return ". ".join(p for p in (expert.name, ", ".join(expert.tags)) if p)
+
+
+def reference_prompt_id(text: str) -> str:
+    """Stable id of a reference prompt: adding the same text twice is a no-op."""
+    return "ref-" + hashlib.sha1(text.strip().encode()).hexdigest()[:12]
+
+
+class UniversalGraph:
+    """Expert and reference-prompt nodes, calibration edges, and top-k retrieval.
+
+    Writes go to the store first (the truth), then to the Chroma index.
+    """
+
+    def __init__(self, config: GraphConfig, embedder: Embedder | None = None) -> None:
+        self.config = config
+        self.store = GraphStore(config.store_dir)
+        self._embedder = embedder
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> UniversalGraph:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = Embedder(self.config.embedding_model)
+        return self._embedder
+
+    @cached_property
+    def index(self) -> ChromaIndex:
+        client = make_client(self.config.chroma_dir, self.config.chroma_url)
+        index = ChromaIndex(client, self.config.collection, self.store)
+        index.ensure_fresh()
+        return index
+
+    # -- writes ------------------------------------------------------------------------
+
+    def add_experts(self, experts: Sequence[Expert], embeddings: np.ndarray | None = None) -> None:
+        """Register experts; their descriptions are embedded unless embeddings are given."""
+        if not experts:
+            return
+        if embeddings is None:
+            embeddings = self.embedder.embed([node_text(e) for e in experts])
+        since = self.index.revision
+        self.store.add_experts(zip(experts, embeddings, strict=True))
+        self.index.sync(since, expert_ids=[e.id for e in experts])
+
+    def add_expert(self, expert: Expert, embedding: np.ndarray | None = None) -> None:
+        self.add_experts([expert], None if embedding is None else embedding[None])
+
+    def update_expert(self, expert: Expert, reembed: bool = True) -> None:
+        """Replace an expert's record; re-embed it when its description changed."""
+        embedding = self.embedder.embed_one(node_text(expert)) if reembed else None
+        since = self.index.revision
+        self.store.update_expert(expert, embedding)
+        self.index.sync(since, expert_ids=[expert.id])
+
+    def add_version(
+        self, old_id: str, expert: Expert, embedding: np.ndarray | None = None
+    ) -> Expert:
+        """Add a new version of ``old_id`` (deprecated, history kept)."""
+        if embedding is None:
+            embedding = self.embedder.embed_one(node_text(expert))
+        since = self.index.revision
+        new = self.store.add_version(old_id, expert, embedding)
+        self.index.sync(since, expert_ids=[old_id, new.id])
+        return new
+
+    def deprecate(self, expert_id: str, reason: str = "deprecated") -> None:
+        since = self.index.revision
+        self.store.deprecate(expert_id, reason)
+        self.index.sync(since, expert_ids=[expert_id])
+
+    def remove(self, expert_id: str) -> None:
+        since = self.index.revision
+        self.store.remove(expert_id)
+        self.index.sync(since, removed=[expert_id])
+
+    def add_reference_prompts(self, texts: Iterable[str]) -> list[ReferencePrompt]:
+        """Add reference prompts by text; texts already present are skipped."""
+        known = {r.id for r in self.store.reference_prompts()}
+        fresh: dict[str, ReferencePrompt] = {}
+        for text in texts:
+            text = text.strip()
+            if not text:
+                raise GraphError("a reference prompt is empty: give non-blank prompt texts")
+            ref = ReferencePrompt(id=reference_prompt_id(text), text=text)
+            if ref.id not in known:
+                fresh.setdefault(ref.id, ref)
+        refs = list(fresh.values())
+        if refs:
+            vectors = self.embedder.embed([r.text for r in refs])
+            self.store.add_reference_prompts(zip(refs, vectors, strict=True))
+        return refs
+
+    def set_calibrations(self, calibrations: Iterable[Calibration]) -> None:
+        self.store.set_calibrations(calibrations)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def expert(self, expert_id: str) -> Expert:
+        return self.store.expert(expert_id)
+
+    def experts(self, **filters) -> list[Expert]:
+        return self.store.experts(**filters)
+
+    def search(
+        self,
+        query: str | np.ndarray,
+        k: int = 5,
+        kind: ExpertKind | None = None,
+        base: BaseFamily | None = None,
+        status: ExpertStatus | None = ExpertStatus.ACTIVE,
+        exact: bool = False,
+    ) -> list[tuple[Expert, float]]:
+        """Top-k experts by cosine similarity to a text or an embedding.
+
+        ``exact`` uses brute force over the store's arrays instead of the Chroma index.
+        """
+        embedding = self.embedder.embed_one(query) if isinstance(query, str) else query
+        if exact:
+            hits = numpy_topk(self.store.arrays(), embedding, k, kind, base, status)
+        else:
+            hits = self.index.query(embedding, k, kind, base, status)
+        return self._resolve(hits)
+
+    def _resolve(self, hits: Sequence[Hit]) -> list[tuple[Expert, float]]:
+        experts = self.store.experts(ids=[h.expert_id for h in hits])
+        return [(e, h.similarity) for e, h in zip(experts, hits, strict=True)]
+
+    def subgraph(self, expert_ids: Sequence[str]) -> Subgraph:
+        return extract_subgraph(self.store.arrays(), expert_ids)
+
+    # -- whole graph -------------------------------------------------------------------
+
+    def export(self, path: Path) -> dict:
+        return export_archive(self.store, path)
+
+    @classmethod
+    def import_(cls, config: GraphConfig, path: Path, embedder: Embedder | None = None):
+        """Replace the graph under ``config`` with an archive's and return it, reindexed."""
+        stats = import_archive(path, config.store_dir)
+        graph = cls(config, embedder)
+        graph.index.ensure_fresh()
+        return graph, stats

@@ -1,0 +1,160 @@
+"""One settings object for the whole application.
+
+Read once at the edge (the CLI) and passed down. Sources, highest priority first:
+``DIFFGRAPH_*`` environment variables (plus the standard ``OPENAI_BASE_URL`` /
+``OPENAI_API_KEY`` / ``CIVITAI_API_KEY`` / ``HF_TOKEN``), then ``diffgraph.toml`` in the
+working directory, then the defaults below.
+
+Each area owns one nested section (``selection``, ``planner`` ...); nested values are set
+in the TOML file as tables (``[selection]``) or in the environment with a double
+underscore (``DIFFGRAPH_SELECTION__K1=5``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from graph.config import GraphConfig
+
+TOML_FILE = "diffgraph.toml"
+
+
+class LLMSettings(BaseModel):
+    """An OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server)."""
+
+    base_url: str | None = None
+    model: str | None = None
+    api_key: SecretStr | None = None
+    temperature: float = 0.0
+    timeout_s: float = 60.0
+    max_schema_retries: int = Field(1, ge=0, le=5)
+
+    @property
+    def configured(self) -> bool:
+        """True when an endpoint and a model name are both set."""
+        return bool(self.base_url and self.model)
+
+
+class SelectionSettings(BaseModel):
+    """Expert Selection Agent knobs (paper §3.2)."""
+
+    k1: int = Field(3, ge=1, le=50, description="checkpoint candidates")
+    k2: int = Field(3, ge=1, le=50, description="LoRA candidates per attribute")
+    max_checkpoints: int = Field(2, ge=1, le=10)
+    max_loras: int = Field(6, ge=0, le=32)
+    min_similarity: float = Field(0.25, ge=-1.0, le=1.0)
+    mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
+    redundancy_threshold: float = Field(0.9, ge=0.0, le=1.0)
+
+
+class Settings(BaseSettings):
+    """Everything a command needs to know about its environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DIFFGRAPH_",
+        env_nested_delimiter="__",
+        toml_file=TOML_FILE,
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    data_dir: Path = Path(".diffgraph")
+    embedding_model: str | None = Field(
+        None, description="local sentence-transformers path; default: packaged all-MiniLM-L6-v2"
+    )
+    chroma_url: str | None = Field(None, description="Chroma server URL; default: embedded")
+    device: str = "auto"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    base_model: Path | None = Field(
+        None, description="base checkpoint (single-file .safetensors or diffusers folder)"
+    )
+    allow_pickle: bool = False
+    civitai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "DIFFGRAPH_CIVITAI_API_KEY", "CIVITAI_API_KEY", "civitai_api_key"
+        ),
+    )
+    hf_token: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("DIFFGRAPH_HF_TOKEN", "HF_TOKEN", "hf_token"),
+    )
+    llm: LLMSettings = LLMSettings()
+    selection: SelectionSettings = SelectionSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _OpenAIEnvSource(settings_cls),
+            TomlConfigSettingsSource(settings_cls),
+        )
+
+    @property
+    def graph(self) -> GraphConfig:
+        """The part of the settings that the graph package understands."""
+        return GraphConfig(
+            data_dir=self.data_dir,
+            embedding_model=self.embedding_model,
+            chroma_url=self.chroma_url,
+        )
+
+    @property
+    def traces_dir(self) -> Path:
+        return self.data_dir / "traces"
+
+
+class _OpenAIEnvSource(PydanticBaseSettingsSource):
+    """Honour the standard ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` / ``OPENAI_MODEL``."""
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - unused by pydantic
+        return None, field_name, False
+
+    def __call__(self) -> dict:
+        import os
+
+        llm = {
+            key: os.environ[env]
+            for key, env in (
+                ("base_url", "OPENAI_BASE_URL"),
+                ("api_key", "OPENAI_API_KEY"),
+                ("model", "OPENAI_MODEL"),
+            )
+            if os.environ.get(env)
+        }
+        return {"llm": llm} if llm else {}
+
+
+def load_settings(config_file: Path | None = None) -> Settings:
+    """Settings from the environment and ``config_file`` (default ``./diffgraph.toml``)."""
+    from graph.errors import DiffGraphError
+
+    if config_file is not None and not Path(config_file).is_file():
+        raise DiffGraphError(f"settings file {config_file} does not exist")
+    try:
+        if config_file is None:
+            return Settings()
+        scoped = type("Settings", (Settings,), {})
+        scoped.model_config = {**Settings.model_config, "toml_file": str(config_file)}
+        return scoped()
+    except Exception as exc:  # pydantic ValidationError or a TOML syntax error
+        raise DiffGraphError(
+            f"invalid settings ({config_file or TOML_FILE} / environment): {exc}"
+        ) from exc
