@@ -1,7 +1,10 @@
-"""Chroma index over expert node features, kept in sync with the store.
+"""Chroma index over the active experts, kept in sync with the store.
 
-The store is the truth: the index carries the store's revision in its collection
-metadata and is rebuilt from the store whenever it is missing or stale.
+The store is the truth. The index holds one collection per (kind, base family) so that a
+filtered query is a plain nearest-neighbour search (Chroma's metadata filters cost tens of
+milliseconds); deprecated experts are not indexed, and queries that include them run
+exactly over the store's arrays. The store records which collections and revision the
+index mirrors; a missing or stale index is rebuilt from the store.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,7 @@ from graph.store import GraphArrays, GraphStore
 log = logging.getLogger(__name__)
 
 _BATCH = 4096
+PARTITIONS = tuple(product(ExpertKind, BaseFamily))
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,16 @@ class Hit:
 
     expert_id: str
     similarity: float
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """An active expert as the index stores it."""
+
+    expert_id: str
+    kind: ExpertKind
+    base: BaseFamily
+    embedding: np.ndarray | None = None
 
 
 def make_client(chroma_dir: Path, chroma_url: str | None):
@@ -50,98 +65,95 @@ def make_client(chroma_dir: Path, chroma_url: str | None):
     return chromadb.PersistentClient(path=str(chroma_dir), settings=settings)
 
 
-def _where(
-    kind: ExpertKind | None, base: BaseFamily | None, status: ExpertStatus | None
-) -> dict | None:
-    clauses = [
-        {key: value.value}
-        for key, value in (("kind", kind), ("base", base), ("status", status))
-        if value is not None
-    ]
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
 class ChromaIndex:
-    """Cosine top-k over expert embeddings with kind / family / status filters."""
+    """Cosine top-k over active expert embeddings, one collection per kind × family."""
 
-    def __init__(self, client, collection: str, store: GraphStore) -> None:
+    def __init__(self, client, prefix: str, store: GraphStore) -> None:
         self._client = client
-        self._name = collection
+        self._prefix = prefix
         self._store = store
-        self._collection = None
+        self._collections: dict[tuple[ExpertKind, BaseFamily], object] = {}
 
-    def _open(self):
-        if self._collection is None:
-            self._collection = self._client.get_or_create_collection(
-                self._name,
+    def _name(self, kind: ExpertKind, base: BaseFamily) -> str:
+        return f"{self._prefix}-{kind.value}-{base.value}"
+
+    def _collection(self, kind: ExpertKind, base: BaseFamily):
+        key = (kind, base)
+        if key not in self._collections:
+            self._collections[key] = self._client.get_or_create_collection(
+                self._name(kind, base),
                 configuration={"hnsw": {"space": "cosine"}},
                 embedding_function=None,
             )
-        return self._collection
+        return self._collections[key]
+
+    def _ids(self) -> dict[str, str]:
+        return {self._name(k, b): str(self._collection(k, b).id) for k, b in PARTITIONS}
 
     @property
     def revision(self) -> int | None:
-        """The store revision the index mirrors (None if it mirrors another store)."""
-        meta = self._open().metadata or {}
-        return meta.get("revision") if meta.get("store_uid") == self._store.uid else None
+        """The store revision the index mirrors, or None if it mirrors something else."""
+        stamp = self._store.index_stamp
+        if not stamp or stamp.get("collections") != self._ids():
+            return None
+        return stamp.get("revision")
 
     def ensure_fresh(self) -> bool:
         """Rebuild from the store if the index is missing or stale; True when rebuilt."""
-        if self.revision == self._store.revision and self._open().count() == len(self._store):
+        active = int((self._store.arrays().expert_status == ExpertStatus.ACTIVE.value).sum())
+        indexed = sum(self._collection(k, b).count() for k, b in PARTITIONS)
+        if self.revision == self._store.revision and indexed == active:
             return False
-        log.info("Chroma index %r is stale; rebuilding it from the graph store", self._name)
+        log.info("retrieval index is missing or stale; rebuilding it from the graph store")
         self.rebuild()
         return True
 
     def rebuild(self) -> None:
-        try:
-            self._client.delete_collection(self._name)
-        except Exception:
-            log.debug("no collection %r to delete", self._name)
-        self._collection = None
+        existing = {c.name if hasattr(c, "name") else c for c in self._client.list_collections()}
+        for kind, base in PARTITIONS:
+            if self._name(kind, base) in existing:
+                self._client.delete_collection(self._name(kind, base))
+        self._collections.clear()
         arrays = self._store.arrays()
-        self._upsert_rows(arrays, range(len(arrays.expert_ids)))
+        for kind, base in PARTITIONS:
+            rows = np.flatnonzero(
+                (arrays.expert_kind == kind.value)
+                & (arrays.expert_base == base.value)
+                & (arrays.expert_status == ExpertStatus.ACTIVE.value)
+            )
+            collection = self._collection(kind, base)
+            for start in range(0, len(rows), _BATCH):
+                chunk = rows[start : start + _BATCH]
+                collection.upsert(
+                    ids=[arrays.expert_ids[r] for r in chunk], embeddings=arrays.expert_x[chunk]
+                )
         self._stamp(arrays.revision)
 
-    def sync(self, since: int, expert_ids: Sequence[str] = (), removed: Sequence[str] = ()) -> None:
-        """Mirror a store write made after revision ``since``.
+    def sync(
+        self,
+        since: int | None,
+        upserts: Sequence[IndexEntry] = (),
+        deletes: Sequence[IndexEntry] = (),
+    ) -> None:
+        """Mirror a store write made when the store was at revision ``since``.
 
-        ``expert_ids`` were added or updated, ``removed`` were deleted. If the index was
-        not at ``since`` it missed other writes, so it is rebuilt instead.
+        If the index did not mirror revision ``since`` it missed other writes and is
+        rebuilt instead.
         """
-        if self.revision != since:
+        if since is None or self.revision != since:
             self.rebuild()
             return
-        if removed:
-            self._open().delete(ids=list(removed))
-        if expert_ids:
-            arrays = self._store.arrays()
-            rows = arrays.expert_rows()
-            self._upsert_rows(arrays, [rows[i] for i in expert_ids])
+        for entry in deletes:
+            self._collection(entry.kind, entry.base).delete(ids=[entry.expert_id])
+        for (kind, base), group in _group(upserts).items():
+            self._collection(kind, base).upsert(
+                ids=[e.expert_id for e in group],
+                embeddings=np.stack([np.asarray(e.embedding, np.float32) for e in group]),
+            )
         self._stamp(self._store.revision)
 
-    def _upsert_rows(self, arrays: GraphArrays, rows) -> None:
-        rows = list(rows)
-        collection = self._open()
-        for start in range(0, len(rows), _BATCH):
-            chunk = rows[start : start + _BATCH]
-            collection.upsert(
-                ids=[arrays.expert_ids[r] for r in chunk],
-                embeddings=arrays.expert_x[chunk],
-                metadatas=[
-                    {
-                        "kind": str(arrays.expert_kind[r]),
-                        "base": str(arrays.expert_base[r]),
-                        "status": str(arrays.expert_status[r]),
-                    }
-                    for r in chunk
-                ],
-            )
-
     def _stamp(self, revision: int) -> None:
-        self._open().modify(metadata={"revision": revision, "store_uid": self._store.uid})
+        self._store.set_index_stamp({"revision": revision, "collections": self._ids()})
 
     def query(
         self,
@@ -149,21 +161,33 @@ class ChromaIndex:
         k: int = 5,
         kind: ExpertKind | None = None,
         base: BaseFamily | None = None,
-        status: ExpertStatus | None = ExpertStatus.ACTIVE,
     ) -> list[Hit]:
+        """Top-k active experts, optionally of one kind and/or family."""
         if k < 1:
             raise GraphError(f"k must be at least 1, got {k}")
-        collection = self._open()
-        result = collection.query(
-            query_embeddings=np.asarray(embedding, np.float32).reshape(1, -1),
-            n_results=min(k, max(collection.count(), 1)),
-            where=_where(kind, base, status),
-            include=["distances"],
-        )
-        return [
-            Hit(expert_id=i, similarity=1.0 - float(d))
-            for i, d in zip(result["ids"][0], result["distances"][0], strict=True)
-        ]
+        q = np.asarray(embedding, np.float32).reshape(1, -1)
+        hits: list[Hit] = []
+        for part_kind, part_base in PARTITIONS:
+            if kind not in (None, part_kind) or base not in (None, part_base):
+                continue
+            collection = self._collection(part_kind, part_base)
+            size = collection.count() if (kind is None or base is None) else None
+            if size == 0:
+                continue
+            result = collection.query(query_embeddings=q, n_results=k, include=["distances"])
+            hits += [
+                Hit(expert_id=i, similarity=1.0 - float(d))
+                for i, d in zip(result["ids"][0], result["distances"][0], strict=True)
+            ]
+        hits.sort(key=lambda h: -h.similarity)
+        return hits[:k]
+
+
+def _group(entries: Sequence[IndexEntry]) -> dict[tuple[ExpertKind, BaseFamily], list]:
+    groups: dict[tuple[ExpertKind, BaseFamily], list[IndexEntry]] = {}
+    for entry in entries:
+        groups.setdefault((entry.kind, entry.base), []).append(entry)
+    return groups
 
 
 def numpy_topk(
@@ -174,7 +198,9 @@ def numpy_topk(
     base: BaseFamily | None = None,
     status: ExpertStatus | None = ExpertStatus.ACTIVE,
 ) -> list[Hit]:
-    """Exact brute-force cosine top-k over the store's arrays (the index's peer)."""
+    """Exact brute-force cosine top-k over the store's arrays."""
+    if k < 1:
+        raise GraphError(f"k must be at least 1, got {k}")
     mask = np.ones(len(arrays.expert_ids), bool)
     for column, value in (
         (arrays.expert_kind, kind),

@@ -77,18 +77,25 @@ def read_segment(path: Path) -> Segment:
 
 
 def concat(segments: list[Segment], dim: int, metric_names: list[str]) -> Segment:
-    """Concatenate segments in order, aligning edge columns to ``metric_names``."""
+    """Concatenate segments in order, aligning edge columns to ``metric_names``.
+
+    A single part is returned as is (segments are immutable, so sharing is safe).
+    """
 
     def cat(attr: str, width: int | None) -> np.ndarray:
-        parts = [getattr(s, attr) for s in segments]
-        if width is None:
-            return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        parts = [p for p in parts if p is not None]
-        return np.concatenate(parts) if parts else np.zeros((0, width), np.float32)
+        parts = [p for s in segments if (p := getattr(s, attr)) is not None and len(p)]
+        if len(parts) == 1:
+            return parts[0]
+        if parts:
+            return np.concatenate(parts)
+        return np.zeros(0, np.int64) if width is None else np.zeros((0, width), np.float32)
 
     edge_parts = []
     for s in segments:
         if s.edge_attr is None or not len(s.edge_attr):
+            continue
+        if s.metric_names == list(metric_names):
+            edge_parts.append(s.edge_attr)
             continue
         aligned = np.full((len(s.edge_attr), len(metric_names)), np.nan, np.float32)
         for j, name in enumerate(s.metric_names):
@@ -102,7 +109,7 @@ def concat(segments: list[Segment], dim: int, metric_names: list[str]) -> Segmen
         edge_expert_seq=cat("edge_expert_seq", None),
         edge_ref_seq=cat("edge_ref_seq", None),
         edge_attr=(
-            np.concatenate(edge_parts)
+            (edge_parts[0] if len(edge_parts) == 1 else np.concatenate(edge_parts))
             if edge_parts
             else np.zeros((0, len(metric_names)), np.float32)
         ),

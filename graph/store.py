@@ -173,8 +173,21 @@ class GraphStore:
 
     @property
     def uid(self) -> str:
-        """Random id of this store, so an index can tell it from another with equal revision."""
+        """Random id of this store."""
         return self._meta("uid") or ""
+
+    @property
+    def index_stamp(self) -> dict | None:
+        """What the retrieval index last mirrored (written by the index, not a graph change)."""
+        value = self._meta("index_stamp")
+        return json.loads(value) if value else None
+
+    def set_index_stamp(self, stamp: dict | None) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('index_stamp', ?)",
+                (json.dumps(stamp) if stamp is not None else "",),
+            )
 
     @property
     def embedding_dim(self) -> int | None:
@@ -285,6 +298,12 @@ class GraphStore:
     def update_expert(self, expert: Expert, embedding: np.ndarray | None = None) -> None:
         """Replace an expert's record (and its embedding when given); keeps its edges."""
         x = None if embedding is None else self._check_embeddings([embedding], "expert")
+        old = self.expert(expert.id)
+        if (old.kind, old.base) != (expert.kind, expert.base):
+            raise GraphError(
+                f"expert {expert.id!r} is {old.kind.value}/{old.base.value}; an update cannot "
+                "change kind or base family: register a new expert instead"
+            )
         with self._transaction() as db:
             row = db.execute("SELECT seq FROM experts WHERE id = ?", (expert.id,)).fetchone()
             if row is None:
@@ -456,14 +475,15 @@ class GraphStore:
         ref_x = _rows_for(ref_seq, merged.ref_seq, merged.ref_x, dim, "reference prompt")
 
         span = int(max(ref_seq.max(initial=0), merged.edge_ref_seq.max(initial=0))) + 1
-        keys, attr = merge_edge_scores(
-            merged.edge_expert_seq * span + merged.edge_ref_seq, merged.edge_attr
-        )
-        e_seq, r_seq = keys // span, keys % span
-        live = np.isin(e_seq, expert_seq) & np.isin(r_seq, ref_seq)
-        edge_index = np.stack(
-            [np.searchsorted(expert_seq, e_seq[live]), np.searchsorted(ref_seq, r_seq[live])]
-        ).astype(np.int64)
+        keys = merged.edge_expert_seq * span + merged.edge_ref_seq
+        attr = merged.edge_attr
+        if len(keys) > 1 and not (keys[1:] > keys[:-1]).all():  # compacted edges are unique
+            keys, attr = merge_edge_scores(keys, attr)
+        expert_row = _row_lookup(expert_seq, merged.edge_expert_seq)
+        ref_row = _row_lookup(ref_seq, merged.edge_ref_seq)
+        rows = np.stack([expert_row[keys // span], ref_row[keys % span]])
+        live = (rows >= 0).all(axis=0)
+        edge_index = rows[:, live]
         return GraphArrays(
             expert_ids=[r[1] for r in experts],
             expert_kind=np.asarray([r[2] for r in experts], dtype="U4"),
@@ -613,11 +633,21 @@ class GraphStore:
         db.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_dim', ?)", (str(dim),))
 
 
+def _row_lookup(live_seq: np.ndarray, referenced: np.ndarray) -> np.ndarray:
+    """Table mapping a sequence number to its row among the live nodes (-1 if not live)."""
+    size = int(max(live_seq.max(initial=0), referenced.max(initial=0))) + 1
+    table = np.full(size, -1, np.int64)
+    table[live_seq] = np.arange(len(live_seq))
+    return table
+
+
 def _rows_for(
     wanted: np.ndarray, seqs: np.ndarray, x: np.ndarray | None, dim: int, what: str
 ) -> np.ndarray:
     if not len(wanted):
         return np.zeros((0, dim), np.float32)
+    if np.array_equal(seqs, wanted):  # one compacted segment, nothing removed: no copy
+        return x
     last = last_rows(seqs)
     unique = seqs[last]
     pos = np.searchsorted(unique, wanted)

@@ -13,7 +13,7 @@ from graph.archive import export_archive, import_archive
 from graph.config import GraphConfig
 from graph.embedding import Embedder
 from graph.errors import GraphError
-from graph.index import ChromaIndex, Hit, make_client, numpy_topk
+from graph.index import ChromaIndex, Hit, IndexEntry, make_client, numpy_topk
 from graph.records import (
     BaseFamily,
     Calibration,
@@ -36,6 +36,10 @@ def node_text(expert: Expert) -> str:
 def reference_prompt_id(text: str) -> str:
     """Stable id of a reference prompt: adding the same text twice is a no-op."""
     return "ref-" + hashlib.sha1(text.strip().encode()).hexdigest()[:12]
+
+
+def _entry(expert: Expert, embedding: np.ndarray | None = None) -> IndexEntry:
+    return IndexEntry(expert.id, expert.kind, expert.base, embedding)
 
 
 class UniversalGraph:
@@ -81,17 +85,27 @@ class UniversalGraph:
             embeddings = self.embedder.embed([node_text(e) for e in experts])
         since = self.index.revision
         self.store.add_experts(zip(experts, embeddings, strict=True))
-        self.index.sync(since, expert_ids=[e.id for e in experts])
+        self.index.sync(
+            since,
+            upserts=[_entry(e, v) for e, v in zip(experts, embeddings, strict=True) if e.is_active],
+        )
 
     def add_expert(self, expert: Expert, embedding: np.ndarray | None = None) -> None:
         self.add_experts([expert], None if embedding is None else embedding[None])
 
     def update_expert(self, expert: Expert, reembed: bool = True) -> None:
-        """Replace an expert's record; re-embed it when its description changed."""
+        """Replace an expert's record; re-embed its description unless told not to."""
         embedding = self.embedder.embed_one(node_text(expert)) if reembed else None
+        was_active = self.store.expert(expert.id).is_active
         since = self.index.revision
         self.store.update_expert(expert, embedding)
-        self.index.sync(since, expert_ids=[expert.id])
+        if expert.is_active and (embedding is not None or not was_active):
+            vector = embedding if embedding is not None else self.store.embeddings([expert.id])[0]
+            self.index.sync(since, upserts=[_entry(expert, vector)])
+        elif not expert.is_active and was_active:
+            self.index.sync(since, deletes=[_entry(expert)])
+        else:
+            self.index.sync(since)
 
     def add_version(
         self, old_id: str, expert: Expert, embedding: np.ndarray | None = None
@@ -99,20 +113,23 @@ class UniversalGraph:
         """Add a new version of ``old_id`` (deprecated, history kept)."""
         if embedding is None:
             embedding = self.embedder.embed_one(node_text(expert))
+        old = self.store.expert(old_id)
         since = self.index.revision
         new = self.store.add_version(old_id, expert, embedding)
-        self.index.sync(since, expert_ids=[old_id, new.id])
+        self.index.sync(since, upserts=[_entry(new, embedding)], deletes=[_entry(old)])
         return new
 
     def deprecate(self, expert_id: str, reason: str = "deprecated") -> None:
+        expert = self.store.expert(expert_id)
         since = self.index.revision
         self.store.deprecate(expert_id, reason)
-        self.index.sync(since, expert_ids=[expert_id])
+        self.index.sync(since, deletes=[_entry(expert)])
 
     def remove(self, expert_id: str) -> None:
+        expert = self.store.expert(expert_id)
         since = self.index.revision
         self.store.remove(expert_id)
-        self.index.sync(since, removed=[expert_id])
+        self.index.sync(since, deletes=[_entry(expert)])
 
     def add_reference_prompts(self, texts: Iterable[str]) -> list[ReferencePrompt]:
         """Add reference prompts by text; texts already present are skipped."""
@@ -153,13 +170,14 @@ class UniversalGraph:
     ) -> list[tuple[Expert, float]]:
         """Top-k experts by cosine similarity to a text or an embedding.
 
-        ``exact`` uses brute force over the store's arrays instead of the Chroma index.
+        Active experts come from the Chroma index; ``exact`` (or a status other than
+        active) searches the store's arrays by brute force instead.
         """
         embedding = self.embedder.embed_one(query) if isinstance(query, str) else query
-        if exact:
+        if exact or status is not ExpertStatus.ACTIVE:
             hits = numpy_topk(self.store.arrays(), embedding, k, kind, base, status)
         else:
-            hits = self.index.query(embedding, k, kind, base, status)
+            hits = self.index.query(embedding, k, kind, base)
         return self._resolve(hits)
 
     def _resolve(self, hits: Sequence[Hit]) -> list[tuple[Expert, float]]:

@@ -24,3 +24,28 @@ def graph_config(tmp_path):
     from graph.config import GraphConfig
 
     return GraphConfig(data_dir=tmp_path / "data")
+
+
+@pytest.fixture
+def openai_server():
+    """A local OpenAI-protocol server with scripted replies (tests/support/openai_server.py)."""
+    from tests.support.openai_server import ScriptedOpenAIServer
+
+    with ScriptedOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15():
+    """The tiny SD 1.5-architecture pipeline (tools.tiny), seed 0; shared: do not modify it."""
+    from tools.tiny import build_tiny_sd15
+
+    return build_tiny_sd15(seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_files(tiny_sd15, tmp_path_factory):
+    """``tiny_sd15`` saved once as a diffusers folder and an LDM single file."""
+    from tools.tiny import save_tiny_sd15
+
+    return save_tiny_sd15(tiny_sd15, tmp_path_factory.mktemp("tiny-sd15"))

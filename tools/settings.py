@@ -24,6 +24,7 @@ from pydantic_settings import (
 )
 
 from graph.config import GraphConfig
+from graph.records import BaseFamily
 
 TOML_FILE = "diffgraph.toml"
 
@@ -37,6 +38,12 @@ class LLMSettings(BaseModel):
     temperature: float = 0.0
     timeout_s: float = 60.0
     max_schema_retries: int = Field(1, ge=0, le=5)
+    structured_method: Literal["json_schema", "function_calling", "json_mode"] = Field(
+        "json_schema",
+        description="how structured output is requested; json_schema works on OpenAI, vLLM, "
+        "llama.cpp server and Ollama; function_calling needs a tool-call parser on the server",
+    )
+    http_retries: int = Field(1, ge=0, le=5, description="client retries on 429/5xx/timeouts")
 
     @property
     def configured(self) -> bool:
@@ -54,6 +61,49 @@ class SelectionSettings(BaseModel):
     min_similarity: float = Field(0.25, ge=-1.0, le=1.0)
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
     redundancy_threshold: float = Field(0.9, ge=0.0, le=1.0)
+    family: BaseFamily = Field(BaseFamily.SD15, description="active base-model family")
+    max_attributes: int = Field(8, ge=1, le=32, description="visual attributes searched")
+    relative_margin: float = Field(
+        0.1, ge=0.0, le=2.0, description="no-LLM: keep within this of an attribute's best match"
+    )
+    max_prompt_chars: int = Field(2000, ge=100, le=20000, description="prompt text sent to LLM")
+
+
+class PlatformSettings(BaseModel):
+    """Expert platforms, homepage rendering and weight downloads (paper §3.1)."""
+
+    civitai_url: str = Field("https://civitai.com", description="Civitai site and API base URL")
+    huggingface_url: str = Field("https://huggingface.co", description="Hugging Face Hub endpoint")
+    requests_per_s: float = Field(2.0, gt=0, le=100, description="request rate per platform")
+    max_retries: int = Field(5, ge=0, le=20, description="retries on 429/5xx/broken transfers")
+    max_retry_after_s: float = Field(300.0, ge=0, description="longest Retry-After honoured")
+    timeout_s: float = Field(60.0, gt=0)
+    max_file_gb: float = Field(8.0, gt=0, description="largest weight file downloaded")
+    min_free_gb: float = Field(1.0, ge=0, description="free disk kept after a download")
+    chromium: Path = Field(Path("/usr/bin/chromium"), description="browser for homepages")
+    browser: Literal["auto", "off"] = Field("auto", description="off: use API descriptions")
+    page_timeout_s: float = Field(20.0, gt=0)
+    max_page_chars: int = Field(20000, ge=1000, le=200000)
+    demo_port: int = Field(8977, ge=0, le=65535, description="port of the local demo platform")
+
+
+class PlannerSettings(BaseModel):
+    """Merging Planner training and inference knobs (paper §3.3)."""
+
+    checkpoint: Path | None = Field(
+        None, description="trained planner; default <data_dir>/planner/planner.safetensors"
+    )
+    steps: int = Field(200, ge=1, description="REINFORCE steps of train-planner")
+    batch_size: int = Field(8, ge=1, le=1024, description="training prompts per step")
+    lr: float = Field(1e-2, gt=0, description="AdamW learning rate")
+    weight_decay: float = Field(1e-2, ge=0)
+    grad_clip: float = Field(1.0, gt=0, description="max gradient norm")
+    baseline_momentum: float = Field(
+        0.9, ge=0, lt=1, description="running-mean reward baseline: b = m*b + (1-m)*mean(u)"
+    )
+    kl_weight: float = Field(1e-3, ge=0, description="weight of the VGAE KL term")
+    seed: int = 0
+    checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
 
 
 class Settings(BaseSettings):
@@ -90,6 +140,8 @@ class Settings(BaseSettings):
     )
     llm: LLMSettings = LLMSettings()
     selection: SelectionSettings = SelectionSettings()
+    planner: PlannerSettings = PlannerSettings()
+    platforms: PlatformSettings = PlatformSettings()
 
     @classmethod
     def settings_customise_sources(
