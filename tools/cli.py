@@ -17,7 +17,10 @@ from typer.core import TyperGroup
 from graph.errors import DiffGraphError
 
 # Modules that contribute commands; each defines ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES = ("graph.cli",)
+COMMAND_MODULES = (
+    "graph.cli",
+    "evals.cli",
+)
 
 
 def build_app() -> typer.Typer:
@@ -71,5 +74,7 @@ class _CleanErrors(TyperGroup):
         except DiffGraphError as exc:
             from rich.console import Console
 
-            Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+            Console(stderr=True).print(
+                f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True
+            )
             raise typer.Exit(2) from exc

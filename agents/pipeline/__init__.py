@@ -1,0 +1,1 @@
+"""End-to-end generation: selection → planner → exact merge → images, recipe and trace."""
