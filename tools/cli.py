@@ -20,6 +20,11 @@ from graph.errors import DiffGraphError
 COMMAND_MODULES = (
     "graph.cli",
     "evals.cli",
+    "tools.weights.cli",
+    "agents.construction.cli",
+    "agents.selection.cli",
+    "tools.calibration.cli",
+    "tools.scorers.cli",
 )
 
 
@@ -53,15 +58,26 @@ def build_app() -> typer.Typer:
 
 
 def _configure_logging(verbose: bool) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=verbose)],
+        handlers=[
+            RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=verbose)
+        ],
         force=True,
     )
-    for noisy in ("httpx", "chromadb", "urllib3", "sentence_transformers", "transformers"):
+    for noisy in (
+        "httpx",
+        "httpx2",
+        "openai",
+        "chromadb",
+        "urllib3",
+        "sentence_transformers",
+        "transformers",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

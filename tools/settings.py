@@ -60,7 +60,9 @@ class SelectionSettings(BaseModel):
     max_loras: int = Field(6, ge=0, le=32)
     min_similarity: float = Field(0.25, ge=-1.0, le=1.0)
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
-    redundancy_threshold: float = Field(0.9, ge=0.0, le=1.0)
+    redundancy_threshold: float = Field(
+        0.8, ge=0.0, le=1.0, description="no-LLM: cosine at which two experts are duplicates"
+    )
     family: BaseFamily = Field(BaseFamily.SD15, description="active base-model family")
     max_attributes: int = Field(8, ge=1, le=32, description="visual attributes searched")
     relative_margin: float = Field(
@@ -101,9 +103,71 @@ class PlannerSettings(BaseModel):
     baseline_momentum: float = Field(
         0.9, ge=0, lt=1, description="running-mean reward baseline: b = m*b + (1-m)*mean(u)"
     )
+    baseline_scope: Literal["global", "prompt"] = Field(
+        "prompt", description="one baseline for all prompts (paper Eq. 4) or one per prompt"
+    )
+    samples_per_prompt: int = Field(4, ge=1, le=64, description="coefficient samples per prompt")
+    normalize_advantage: bool = True
+    entropy_weight: float = Field(1e-2, ge=0)
     kl_weight: float = Field(1e-3, ge=0, description="weight of the VGAE KL term")
     seed: int = 0
     checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
+
+
+class GenerationSettings(BaseModel):
+    """Image generation (tools/generation)."""
+
+    config_dir: Path | None = Field(
+        None,
+        description="local diffusers folder of the base family (configs + tokenizers, no "
+        "weights needed) for single-file checkpoints; default: the Hugging Face cache",
+    )
+    trigger_words: Literal["prepend", "append", "off"] = Field(
+        "prepend", description="where selected LoRAs' trigger words go in the prompt"
+    )
+    max_batch: int = Field(8, ge=1, le=256, description="images per pipeline call")
+    steps: int = Field(30, ge=1, le=500)
+    guidance: float = Field(7.5, ge=0.0, le=50.0)
+    negative_prompt: str = ""
+
+
+class ScorerSettings(BaseModel):
+    """Image-quality scorers (tools/scorers): local weights and the reward's make-up.
+
+    Each path may be left unset when its default repository is in the Hugging Face cache;
+    ``docs/SCORERS.md`` lists the files each scorer expects.
+    """
+
+    clip: Path | None = Field(None, description="CLIP ViT-L/14 HF folder (clip_score, aesthetic)")
+    aesthetic_head: Path | None = Field(None, description="LAION aesthetic MLP head file")
+    image_reward: Path | None = Field(None, description="folder with ImageReward.pt + med_config")
+    hps_v21: Path | None = Field(None, description="HPS_v2.1_compressed.pt (or .safetensors)")
+    open_clip_h14: Path | None = Field(None, description="CLIP ViT-H-14 HF folder (tokenizer)")
+    pick_score: Path | None = Field(None, description="PickScore_v1 HF folder")
+    metrics: list[str] = Field(
+        default_factory=lambda: ["clip_score", "aesthetic"], description="scorers to run"
+    )
+    reward_weights: dict[str, float] = Field(
+        default_factory=lambda: {"clip_score": 1.0, "aesthetic": 1.0},
+        description="weight of each normalised metric in the reward",
+    )
+    normalization: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="per-metric (mean, std) overriding the defaults"
+    )
+    batch_size: int = Field(16, ge=1, le=1024)
+
+
+class CalibrationSettings(BaseModel):
+    """Node calibration (tools/calibration, paper §3.1)."""
+
+    images_per_prompt: int = Field(2, ge=1, le=64)
+    seed: int = Field(0, ge=0)
+    steps: int = Field(25, ge=1, le=500)
+    guidance: float = Field(7.5, ge=0.0, le=50.0)
+    size: int | None = Field(None, ge=64, le=4096, description="image side; default: native")
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = Field(None, description="Ray cluster; default: start locally")
+    ray_workers: int | None = Field(None, ge=1, description="actors; default: GPUs or 1")
 
 
 class Settings(BaseSettings):
@@ -142,6 +206,9 @@ class Settings(BaseSettings):
     selection: SelectionSettings = SelectionSettings()
     planner: PlannerSettings = PlannerSettings()
     platforms: PlatformSettings = PlatformSettings()
+    generation: GenerationSettings = GenerationSettings()
+    scorers: ScorerSettings = ScorerSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,417 @@
+"""Nodes of the selection graph; each returns a partial state update.
+
+parse → analyse (LLM: summary + decomposition) → embed_queries → find_checkpoints →
+find_loras → filter (LLM: keep / drop) → assemble (guards and bounds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+from langgraph.runtime import Runtime
+
+from agents.prompt_syntax import CLIP_TOKEN_LIMIT, ParsedPrompt, parse_prompt
+from agents.selection import prompts, tools
+from agents.selection.errors import EmptyPromptError, NoExpertsError
+from agents.selection.policy import analysis_from_prompt, filter_by_similarity
+from agents.selection.result import (
+    Component,
+    DroppedCandidate,
+    SelectedExpert,
+    SelectionResult,
+    TagMatch,
+)
+from agents.selection.schemas import FilterDecision, PromptAnalysis
+from agents.selection.state import Analysis, Candidate, SelectionContext, SelectionState
+from graph.errors import UnknownExpertError
+from graph.records import ExpertKind
+from tools.llm import structured_call
+
+MAX_REQUESTS = 3  # LLM requests per prompt: ≤ 2 for steps 1–3, the rest for filtering
+NON_LATIN = 0.3
+
+
+@contextmanager
+def _span(ctx: SelectionContext, node: str, inputs: Any) -> Iterator[dict[str, Any]]:
+    if ctx.tracer is None:
+        yield {}
+        return
+    with ctx.tracer.span(node, inputs) as fields:
+        yield fields
+
+
+def parse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+    """Read the prompt's syntax, refuse a blank one, check the family, resolve <lora> tags."""
+    ctx = runtime.context
+    with _span(ctx, "parse", {"prompt": state["prompt"]}) as span:
+        parsed = parse_prompt(state["prompt"])
+        if parsed.is_blank:
+            raise EmptyPromptError()
+        family = ctx.settings.family.value
+        counts = tools.active_counts(ctx, "parse")
+        if not counts.get(family):
+            raise NoExpertsError(family, {f: n for f, n in counts.items() if n})
+        warnings = _input_warnings(parsed, ctx)
+        requested: dict[str, SelectedExpert] = {}
+        matches = []
+        for tag in parsed.lora_tags:
+            expert, note = tools.find_tagged_expert(ctx, "parse", tag)
+            matches.append(
+                TagMatch(
+                    tag=tag.raw,
+                    name=tag.name,
+                    weight=tag.weight,
+                    expert_id=expert.id if expert else None,
+                    note=note,
+                )
+            )
+            if expert is None:
+                warnings.append(f"{tag.raw}: {note}")
+            elif expert.id not in requested:
+                requested[expert.id] = SelectedExpert(
+                    id=expert.id,
+                    name=expert.name,
+                    kind=expert.kind,
+                    reason=f"requested in the prompt with {tag.raw}",
+                    source="prompt-tag",
+                    weight=tag.weight,
+                    trigger_words=expert.trigger_words,
+                    demo=expert.demo,
+                )
+        update = {
+            "parsed": parsed,
+            "requested": list(requested.values()),
+            "tag_matches": matches,
+            "warnings": warnings,
+        }
+        span["outputs"] = {k: v for k, v in update.items() if k != "parsed"} | {
+            "text": parsed.text,
+            "phrases": [p.text for p in parsed.phrases],
+        }
+    return update
+
+
+def analyse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+    """Steps 1 and 3 in one structured call: summary, components, visual attributes."""
+    ctx = runtime.context
+    parsed = state["parsed"]
+    with _span(ctx, "analyse", {"text": parsed.text}) as span:
+        if not parsed.text:
+            analysis = Analysis(summary="", components=[])
+            span.update(outputs=analysis, mode="no-llm")
+            return {
+                "analysis": analysis,
+                "warnings": ["the prompt has no text besides <lora:...> tags: nothing to search"],
+            }
+        result = structured_call(
+            ctx.model,
+            PromptAnalysis,
+            prompts.analysis_messages(parsed, ctx.settings),
+            fallback=lambda: analysis_from_prompt(parsed, ctx.settings),
+            tracer=ctx.tracer,
+            node="analyse",
+            max_retries=min(ctx.llm.max_schema_retries, MAX_REQUESTS - 2),
+            method=ctx.llm.structured_method,
+        )
+        warnings = []
+        if isinstance(result.value, PromptAnalysis):
+            analysis, capped = _from_llm(result.value, ctx.settings.max_attributes)
+            if capped:
+                warnings.append(
+                    f"the LLM named {capped} attributes; the first "
+                    f"{ctx.settings.max_attributes} are searched (selection.max_attributes)"
+                )
+        else:
+            analysis = result.value
+            if len(parsed.phrases) > ctx.settings.max_attributes:
+                warnings.append(
+                    f"{len(parsed.phrases)} phrases; the {ctx.settings.max_attributes} most "
+                    "emphasised (then earliest) are searched (selection.max_attributes)"
+                )
+            if parsed.non_latin_share > NON_LATIN:
+                warnings.append(
+                    "the prompt is mostly in a non-Latin script and the embedding model "
+                    "(all-MiniLM-L6-v2) is English-only: without an LLM, which restates the "
+                    "needs in English, retrieval is weak"
+                )
+        span.update(
+            outputs={"summary": analysis.summary, "components": analysis.components},
+            mode=result.mode,
+        )
+    return {
+        "analysis": analysis,
+        "step_modes": {"analyse": result.mode},
+        "llm_requests": len(result.calls),
+        "warnings": warnings,
+    }
+
+
+def embed_queries(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+    """Embed the summary and every attribute in one batch."""
+    ctx = runtime.context
+    analysis = state["analysis"]
+    texts = [analysis.summary, *analysis.attributes] if analysis.summary else []
+    with _span(ctx, "embed_queries", {"texts": texts}) as span:
+        vectors = tools.embed(ctx, "embed_queries", texts) if texts else []
+        span["outputs"] = {"count": len(texts)}
+    return {"query_vectors": list(vectors)}
+
+
+def find_checkpoints(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+    """Step 2: top-K1 checkpoints of the active family by similarity to the summary."""
+    ctx = runtime.context
+    vectors = state["query_vectors"]
+    with _span(ctx, "find_checkpoints", {"summary": state["analysis"].summary}) as span:
+        found: list[Candidate] = []
+        if vectors:
+            found = tools.search(
+                ctx,
+                "find_checkpoints",
+                {"summary": vectors[0]},
+                ctx.settings.k1,
+                ExpertKind.CKPT,
+                vectors[0],
+            )
+        span["outputs"] = _listing(found)
+    return {"checkpoint_candidates": found}
+
+
+def find_loras(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+    """Step 4: top-K2 LoRAs per attribute (experts the prompt's tags name are excluded)."""
+    ctx = runtime.context
+    attributes = state["analysis"].attributes
+    vectors = state["query_vectors"]
+    with _span(ctx, "find_loras", {"attributes": attributes}) as span:
+        found: list[Candidate] = []
+        if attributes and vectors:
+            found = tools.search(
+                ctx,
+                "find_loras",
+                dict(zip(attributes, vectors[1:], strict=True)),
+                ctx.settings.k2,
+                ExpertKind.PEFT,
+                vectors[0],
+            )
+        requested = {r.id for r in state.get("requested", [])}
+        found = [c for c in found if c.id not in requested]
+        span["outputs"] = _listing(found)
+    return {"lora_candidates": found}
+
+
+def route_after_retrieval(state: SelectionState) -> Literal["filter", "assemble"]:
+    """Skip the filtering call when retrieval found nothing."""
+    if state.get("checkpoint_candidates") or state.get("lora_candidates"):
+        return "filter"
+    return "assemble"
+
+
+def filter_candidates(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+    """Step 5: keep what fits the needs, drop the irrelevant and the redundant."""
+    ctx = runtime.context
+    checkpoints = state.get("checkpoint_candidates", [])
+    loras = state.get("lora_candidates", [])
+    requested = state.get("requested", [])
+    used = state.get("llm_requests", 0)
+    with _span(
+        ctx, "filter", {"checkpoints": _listing(checkpoints), "loras": _listing(loras)}
+    ) as span:
+
+        def no_llm() -> tuple[list[SelectedExpert], list[DroppedCandidate]]:
+            ids = [c.id for c in checkpoints + loras] + [r.id for r in requested]
+            vectors = tools.vectors_of(ctx, ids)
+            kept_c, dropped_c = filter_by_similarity(checkpoints, vectors, ctx.settings)
+            kept_l, dropped_l = filter_by_similarity(loras, vectors, ctx.settings, requested)
+            return kept_c + kept_l, dropped_c + dropped_l
+
+        result = structured_call(
+            ctx.model,
+            FilterDecision,
+            prompts.filter_messages(
+                state["parsed"], state["analysis"], checkpoints, loras, requested, ctx.settings
+            ),
+            fallback=no_llm,
+            tracer=ctx.tracer,
+            node="filter",
+            max_retries=max(min(ctx.llm.max_schema_retries, MAX_REQUESTS - used - 1), 0),
+            method=ctx.llm.structured_method,
+        )
+        unknown: list[str] = []
+        warnings = []
+        if isinstance(result.value, FilterDecision):
+            kept, dropped, unknown = _apply_verdicts(result.value, checkpoints + loras, requested)
+            if unknown:
+                warnings.append(
+                    "the LLM returned ids that are not candidates (dropped): " + ", ".join(unknown)
+                )
+        else:
+            kept, dropped = result.value
+        span.update(
+            outputs={"kept": kept, "dropped": dropped, "unknown_ids": unknown}, mode=result.mode
+        )
+    return {
+        "kept": kept,
+        "dropped": dropped,
+        "unknown_ids": unknown,
+        "warnings": warnings,
+        "step_modes": {"filter": result.mode},
+        "llm_requests": len(result.calls),
+    }
+
+
+def assemble(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+    """Guards (family, status, existence), count bounds, and the base-model fallback."""
+    ctx = runtime.context
+    settings = ctx.settings
+    kept = state.get("kept", [])
+    with _span(ctx, "assemble", {"kept": [k.id for k in kept]}) as span:
+        dropped: list[DroppedCandidate] = []
+        warnings: list[str] = []
+        valid = [k for k in [*state.get("requested", []), *kept] if _usable(ctx, k, dropped)]
+        requested = [k for k in valid if k.source == "prompt-tag"]
+        found = [k for k in valid if k.source == "retrieval"]  # best first
+        checkpoints = _bounded(
+            [k for k in found if k.kind is ExpertKind.CKPT],
+            settings.max_checkpoints,
+            "selection.max_checkpoints",
+            dropped,
+        )
+        if len(requested) > settings.max_loras:
+            warnings.append(
+                f"the prompt names {len(requested)} LoRAs; the first {settings.max_loras} are "
+                "used (selection.max_loras)"
+            )
+        loras = _bounded(
+            requested + [k for k in found if k.kind is ExpertKind.PEFT],
+            settings.max_loras,
+            "selection.max_loras",
+            dropped,
+        )
+        if not checkpoints:
+            warnings.append(
+                f"no checkpoint expert was selected: the {settings.family.value} base model "
+                "(Settings.base_model) is the checkpoint of the merge"
+            )
+        modes = state.get("step_modes", {})
+        mode = (
+            "no-llm"
+            if ctx.model is None
+            else ("fallback" if "fallback" in modes.values() else "llm")
+        )
+        analysis = state["analysis"]
+        all_warnings = [*state.get("warnings", []), *warnings]
+        result = SelectionResult(
+            prompt=state["prompt"],
+            text=state["parsed"].text,
+            family=settings.family,
+            mode=mode,
+            step_modes=modes,
+            summary=analysis.summary,
+            components=analysis.components,
+            attributes=analysis.attributes,
+            checkpoints=checkpoints,
+            loras=loras,
+            base_model=not checkpoints,
+            dropped=[*state.get("dropped", []), *dropped],
+            unknown_ids=state.get("unknown_ids", []),
+            lora_tags=state.get("tag_matches", []),
+            warnings=all_warnings,
+            llm_requests=state.get("llm_requests", 0),
+            demo=any(e.demo for e in checkpoints + loras),
+        )
+        span.update(outputs={"experts": result.expert_ids, "base_model": result.base_model})
+    return {"result": result, "dropped": dropped, "warnings": warnings}
+
+
+def _input_warnings(parsed: ParsedPrompt, ctx: SelectionContext) -> list[str]:
+    warnings = []
+    if parsed.over_clip_limit:
+        warnings.append(
+            f"the prompt is about {parsed.clip_tokens} CLIP tokens, over the text encoder's "
+            f"{CLIP_TOKEN_LIMIT}-token window: generation cuts or chunks it; selection reads it all"
+        )
+    if len(parsed.text) > ctx.settings.max_prompt_chars:
+        warnings.append(
+            f"the prompt has {len(parsed.text)} characters; the first "
+            f"{ctx.settings.max_prompt_chars} are summarised (selection.max_prompt_chars)"
+        )
+    warnings += [f"{tag}: only <lora:...> tags name experts; ignored" for tag in parsed.other_tags]
+    return warnings
+
+
+def _from_llm(decision: PromptAnalysis, limit: int) -> tuple[Analysis, int]:
+    """The LLM's decomposition with at most ``limit`` distinct attributes (and how many it
+    named when that is more)."""
+    seen: set[str] = set()
+    components = []
+    for item in decision.components:
+        attributes = []
+        for attribute in item.attributes:
+            if attribute.lower() not in seen and len(seen) < limit:
+                seen.add(attribute.lower())
+                attributes.append(attribute)
+        if attributes:
+            components.append(Component(name=item.component, attributes=attributes))
+    named = len({a.lower() for c in decision.components for a in c.attributes})
+    return Analysis(summary=decision.summary, components=components), (
+        named if named > limit else 0
+    )
+
+
+def _apply_verdicts(
+    decision: FilterDecision, candidates: list[Candidate], requested: list[SelectedExpert]
+) -> tuple[list[SelectedExpert], list[DroppedCandidate], list[str]]:
+    """Kept and dropped candidates from the LLM's verdicts; ids it invented, listed."""
+    by_id = {c.id: c for c in candidates}
+    verdicts = {}
+    unknown = []
+    for verdict in decision.verdicts:
+        if verdict.id in by_id:
+            verdicts.setdefault(verdict.id, verdict)
+        elif verdict.id not in {r.id for r in requested} and verdict.id not in unknown:
+            unknown.append(verdict.id)
+    kept, dropped = [], []
+    for candidate in candidates:
+        verdict = verdicts.get(candidate.id)
+        if verdict is None:
+            dropped.append(
+                DroppedCandidate.of(candidate, "the LLM gave no verdict for it", "filter")
+            )
+        elif verdict.keep:
+            kept.append(candidate.selected(verdict.reason))
+        else:
+            dropped.append(DroppedCandidate.of(candidate, verdict.reason, "filter"))
+    kept.sort(key=lambda k: -(k.similarity or 0.0))
+    return kept, dropped, unknown
+
+
+def _usable(ctx: SelectionContext, chosen: SelectedExpert, dropped: list) -> bool:
+    """True when the expert exists, is active and of the active family (else recorded)."""
+    try:
+        expert = ctx.graph.expert(chosen.id)
+    except UnknownExpertError:
+        problem = "it is no longer in the graph"
+    else:
+        if expert.base is not ctx.settings.family:
+            problem = f"it is a {expert.base.value} expert"
+        elif not expert.is_active:
+            problem = "it is deprecated"
+        else:
+            return True
+    dropped.append(DroppedCandidate.of(chosen, problem, "guard"))
+    return False
+
+
+def _bounded(
+    chosen: list[SelectedExpert], limit: int, setting: str, dropped: list[DroppedCandidate]
+) -> list[SelectedExpert]:
+    dropped += [
+        DroppedCandidate.of(e, f"over the bound of {limit} ({setting})", "bound")
+        for e in chosen[limit:]
+    ]
+    return chosen[:limit]
+
+
+def _listing(candidates: list[Candidate]) -> list[dict[str, Any]]:
+    return [{"id": c.id, "matches": c.matches} for c in candidates]
