@@ -10,6 +10,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+def pytest_configure(config):
+    """One torch thread: tiny models gain nothing from more, and results stay repeatable."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def embedder():
     """The real packaged all-MiniLM-L6-v2 (loaded once per test session)."""

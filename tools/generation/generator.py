@@ -1,0 +1,198 @@
+"""Images from a loaded pipeline, with a merge plan applied in place and undone after.
+
+Consecutive requests with different experts reuse the loaded pipeline: the weights
+toolkit's ``apply_merge`` saves the original tensors and ``restore`` puts them back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from graph.records import BaseFamily
+from tools.generation.errors import GenerationError
+from tools.generation.loading import MERGE_COMPONENTS, LoadedPipeline, load_pipeline
+from tools.generation.request import GenerationRequest
+from tools.generation.triggers import TriggerMode, with_trigger_words
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    """Images in prompt-major order: image ``p * n + i`` is prompt ``p``, seed ``seeds[i]``.
+
+    ``images``: float32 ``[N, 3, H, W]`` in [0, 1] on the CPU. ``prompts``: the prompt
+    each image was made from (trigger words added). ``demo``: the pipeline has tiny random
+    weights, so the images mean nothing.
+    """
+
+    images: torch.Tensor
+    prompts: list[str]
+    seeds: list[int]
+    demo: bool
+
+
+def generator_options(settings) -> dict:
+    """The :meth:`Generator.from_path` options that ``settings`` (tools.settings) give."""
+    return {
+        "device": settings.device,
+        "dtype": settings.dtype,
+        "config_dir": settings.generation.config_dir,
+        "allow_pickle": settings.allow_pickle,
+        "trigger_mode": settings.generation.trigger_words,
+        "max_batch": settings.generation.max_batch,
+    }
+
+
+class Generator:
+    """Generates images with one loaded pipeline; merge plans are applied per request."""
+
+    def __init__(
+        self,
+        loaded: LoadedPipeline,
+        *,
+        trigger_mode: TriggerMode = "prepend",
+        max_batch: int = 8,
+        allow_pickle: bool = False,
+    ) -> None:
+        self.loaded = loaded
+        self.trigger_mode = trigger_mode
+        self.max_batch = max_batch
+        self.allow_pickle = allow_pickle
+
+    @classmethod
+    def from_path(
+        cls,
+        path: Path,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+        config_dir: Path | None = None,
+        allow_pickle: bool = False,
+        trigger_mode: TriggerMode = "prepend",
+        max_batch: int = 8,
+    ) -> Generator:
+        """Load ``path`` (diffusers folder or single file, see :func:`load_pipeline`)."""
+        loaded = load_pipeline(
+            path, device=device, dtype=dtype, config_dir=config_dir, allow_pickle=allow_pickle
+        )
+        return cls(
+            loaded, trigger_mode=trigger_mode, max_batch=max_batch, allow_pickle=allow_pickle
+        )
+
+    @classmethod
+    def from_settings(cls, settings, path: Path | None = None) -> Generator:
+        """The generator of ``settings.base_model`` (or ``path``) with the settings' options."""
+        path = path or settings.base_model
+        if path is None:
+            raise GenerationError(
+                "no base model configured. Fix: set base_model in diffgraph.toml or "
+                "DIFFGRAPH_BASE_MODEL to a single-file checkpoint or a diffusers folder"
+            )
+        return cls.from_path(path, **generator_options(settings))
+
+    @property
+    def pipe(self):
+        return self.loaded.pipe
+
+    @property
+    def family(self) -> BaseFamily:
+        return self.loaded.family
+
+    @property
+    def demo(self) -> bool:
+        return self.loaded.demo
+
+    @property
+    def device(self) -> torch.device:
+        return self.pipe.device
+
+    def components(self) -> dict[str, torch.nn.Module]:
+        """The modules a merge plan changes (``unet``, ``text_encoder`` …)."""
+        found = {}
+        for name in MERGE_COMPONENTS[self.family]:
+            module = getattr(self.pipe, name, None)
+            if module is not None:
+                found[name] = module
+        return found
+
+    @contextlib.contextmanager
+    def merged(self, plan=None) -> Iterator[None]:
+        """Within the block the pipeline carries ``plan``'s weights (a MergePlan, or None)."""
+        if plan is None:
+            yield
+            return
+        from tools.weights.apply import apply_merge
+
+        with apply_merge(
+            self.components(), plan, allow_pickle=self.allow_pickle, family=self.family
+        ):
+            yield
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        plan=None,
+        trigger_words: Sequence[str] = (),
+    ) -> GenerationResult:
+        """Images for every prompt of ``request``; ``plan`` is applied for this call only."""
+        self.check(request)
+        with self.merged(plan):
+            return self.generate_merged(request, trigger_words)
+
+    def check(self, request: GenerationRequest) -> None:
+        """Reject what this pipeline cannot do before any work starts."""
+        request.size(self.family)
+        if self.family == BaseFamily.FLUX1 and request.negative_prompt:
+            raise GenerationError(
+                "FLUX.1 pipelines do not use negative prompts. Fix: leave negative_prompt empty"
+            )
+
+    def generate_merged(
+        self, request: GenerationRequest, trigger_words: Sequence[str] = ()
+    ) -> GenerationResult:
+        """Like :meth:`generate` with whatever weights the pipeline holds now."""
+        self.check(request)
+        width, height = request.size(self.family)
+        prompts = [with_trigger_words(p, trigger_words, self.trigger_mode) for p in request.prompts]
+        per_call = max(1, self.max_batch // request.images_per_prompt)
+        images = []
+        for start in range(0, len(prompts), per_call):
+            chunk = prompts[start : start + per_call]
+            images.append(self._call(request, chunk, width, height))
+        n = request.images_per_prompt
+        return GenerationResult(
+            images=torch.cat(images),
+            prompts=[p for p in prompts for _ in range(n)],
+            seeds=request.seeds() * len(prompts),
+            demo=self.demo,
+        )
+
+    def _call(self, request: GenerationRequest, prompts: list[str], width: int, height: int):
+        generator_device = "cpu" if self.device.type == "mps" else self.device
+        generators = [
+            torch.Generator(generator_device).manual_seed(seed)
+            for _ in prompts
+            for seed in request.seeds()
+        ]
+        kwargs = {
+            "prompt": prompts,
+            "num_images_per_prompt": request.images_per_prompt,
+            "num_inference_steps": request.steps,
+            "guidance_scale": request.guidance,
+            "width": width,
+            "height": height,
+            "generator": generators,
+            "output_type": "pt",
+        }
+        if self.family != BaseFamily.FLUX1:
+            kwargs["negative_prompt"] = [request.negative_prompt] * len(prompts)
+        with torch.inference_mode():
+            images = self.pipe(**kwargs).images
+        return images.float().clamp(0, 1).cpu()
