@@ -1,0 +1,314 @@
+"""One prompt end to end: selection → planner → exact merge → images, recipe, trace."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field
+
+from agents.pipeline.errors import PipelineError
+from agents.pipeline.export import to_a1111, to_comfyui
+from agents.pipeline.recipe import Recipe, RecipeExpert
+from graph.records import Expert, ExpertKind, ExpertStatus
+
+if TYPE_CHECKING:
+    from agents.selection.result import SelectionResult
+    from agents.selection.state import SelectionContext
+    from graph.universal import UniversalGraph
+    from planner.planners import Planner, PlanResult
+    from tools.generation.generator import Generator
+    from tools.settings import Settings
+
+
+AGENT = "generate"
+
+
+class GenerateOptions(BaseModel):
+    """What the user may set per generation (the rest comes from settings)."""
+
+    seed: int = Field(0, ge=0)
+    steps: int | None = Field(None, ge=1, le=500)
+    guidance: float | None = Field(None, ge=0.0, le=50.0)
+    width: int | None = None
+    height: int | None = None
+    negative_prompt: str = ""
+    images: int = Field(1, ge=1, le=16)
+    experts: list[str] | None = Field(
+        None, description="plan over exactly these experts (no selection: 'Ours fixed')"
+    )
+    pinned: list[str] = Field(default_factory=list, description="always merge these")
+    banned: list[str] = Field(default_factory=list, description="never merge these")
+    max_loras: int | None = Field(None, ge=0)
+
+
+@dataclass
+class PipelineContext:
+    """Loaded components; build once and reuse across prompts (the chat does)."""
+
+    settings: Settings
+    graph: UniversalGraph
+    selection: SelectionContext
+    planner: Planner
+    generator: Generator
+    notes: list[str] = field(default_factory=list)
+
+
+class Outcome(BaseModel):
+    """What one generation produced and where it was written."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    recipe: Recipe
+    selection: Any = None
+    plan: Any = None
+    image_paths: list[Path]
+    recipe_path: Path
+    trace_path: Path | None = None
+
+
+def run(prompt: str, ctx: PipelineContext, options: GenerateOptions, out_dir: Path) -> Outcome:
+    """Generate for ``prompt``; write images, ``recipe.json``, A1111 and ComfyUI exports."""
+    from tools.tracing import TraceWriter
+
+    tracer = TraceWriter.from_settings(ctx.settings, AGENT)
+    tracer.run_start({"prompt": prompt, "options": options.model_dump(mode="json")})
+    try:
+        outcome = _run(prompt, ctx, options, Path(out_dir), tracer)
+    except BaseException as exc:
+        tracer.event("run_end", error=exc)
+        tracer.close()
+        raise
+    tracer.run_end(
+        {"recipe": outcome.recipe.model_dump(mode="json"), "images": outcome.image_paths},
+        mode=outcome.recipe.selection_mode if outcome.recipe.selection_mode != "fixed" else None,
+        demo=outcome.recipe.demo,
+    )
+    return outcome.model_copy(update={"trace_path": tracer.path})
+
+
+def _run(prompt: str, ctx: PipelineContext, options: GenerateOptions, out_dir: Path, tracer):
+    from tools.generation.request import GenerationRequest
+
+    with tracer.span("select", {"prompt": prompt}) as span:
+        selection, experts, mode = _choose(prompt, ctx, options)
+        span["outputs"] = {
+            "experts": [e.id for e in experts],
+            "mode": mode,
+            "selection_run": selection.run_id if selection else None,
+        }
+    notes = list(ctx.notes)
+    experts, missing = _with_weights(experts)
+    if missing:
+        notes.append(f"skipped (no local weights): {', '.join(missing)}")
+    with tracer.span("plan", {"experts": [e.id for e in experts]}) as span:
+        plan = _plan(prompt, ctx, experts, selection)
+        span["outputs"] = plan.model_dump(mode="json") if plan else None
+    recipe = _recipe(prompt, ctx, options, experts, plan, mode, notes)
+    merge_plan = _merge_plan(recipe, ctx)
+    request = GenerationRequest(
+        prompts=[prompt if selection is None else selection.text],
+        negative_prompt=recipe.negative_prompt,
+        images_per_prompt=options.images,
+        steps=recipe.steps,
+        guidance=recipe.guidance,
+        width=options.width,
+        height=options.height,
+        seed=options.seed,
+    )
+    triggers = [w for e in recipe.loras for w in e.trigger_words]
+    with tracer.span("generate", {"request": request.model_dump(mode="json")}) as span:
+        result = ctx.generator.generate(request, merge_plan, trigger_words=triggers)
+        span["outputs"] = {"images": int(result.images.shape[0]), "demo": result.demo}
+    recipe = recipe.model_copy(update={"final_prompt": result.prompts[0], "run_id": tracer.run_id})
+    return _write(out_dir, recipe, result, selection, plan)
+
+
+def _choose(prompt: str, ctx: PipelineContext, options: GenerateOptions):
+    """The experts to merge: a fixed list, or the selection agent's (with pins and bans)."""
+    from agents.selection.graph import select
+
+    graph = ctx.graph
+    if options.experts is not None:
+        return None, _active(graph, options.experts, ctx), "fixed"
+    selection: SelectionResult = select(prompt, ctx.selection)
+    banned = set(options.banned)
+    ids = [i for i in selection.expert_ids if i not in banned]
+    ids += [i for i in options.pinned if i not in ids]
+    experts = _active(graph, ids, ctx)
+    if options.max_loras is not None:
+        loras = [e for e in experts if e.kind is ExpertKind.PEFT][: options.max_loras]
+        experts = [e for e in experts if e.kind is ExpertKind.CKPT or e in loras]
+    return selection, experts, selection.mode
+
+
+def _active(graph, ids: Sequence[str], ctx: PipelineContext) -> list[Expert]:
+    family = ctx.generator.family
+    experts = graph.store.experts(ids=list(ids))
+    for expert in experts:
+        if expert.status is not ExpertStatus.ACTIVE:
+            raise PipelineError(
+                f"expert {expert.id!r} is deprecated: choose its newer version "
+                f"({expert.superseded_by or 'see `diffgraph graph show`'})"
+            )
+        if expert.base != family:
+            raise PipelineError(
+                f"expert {expert.id!r} is for {expert.base.value} but the loaded base model is "
+                f"{family.value}: choose experts of {family.value} or another base model"
+            )
+    return experts
+
+
+def _with_weights(experts: list[Expert]) -> tuple[list[Expert], list[str]]:
+    usable, missing = [], []
+    for expert in experts:
+        if expert.file and expert.file.path and Path(expert.file.path).is_file():
+            usable.append(expert)
+        else:
+            missing.append(expert.id)
+    return usable, missing
+
+
+def _plan(prompt: str, ctx: PipelineContext, experts: list[Expert], selection) -> PlanResult | None:
+    from planner.planners import PlanRequest
+
+    if not experts:
+        return None
+    text = selection.text if selection is not None else prompt
+    prompt_x = ctx.graph.embedder.embed_one(text)
+    import torch
+
+    request = PlanRequest(
+        prompt=text,
+        prompt_x=torch.from_numpy(prompt_x),
+        subgraph=ctx.graph.subgraph([e.id for e in experts]),
+    )
+    return ctx.planner.plan(request)
+
+
+def _recipe(prompt, ctx, options, experts, plan, mode, notes) -> Recipe:
+    gen = ctx.settings.generation
+    by_id = {e.id: e for e in experts}
+    planned = {p.expert_id: p for p in plan.experts} if plan else {}
+
+    def item(expert: Expert) -> RecipeExpert:
+        p = planned[expert.id]
+        return RecipeExpert(
+            expert_id=expert.id,
+            name=expert.name,
+            kind=expert.kind.value,
+            coefficient=p.coefficient,
+            merge_weight=p.merge_weight,
+            trigger_words=expert.trigger_words if expert.kind is ExpertKind.PEFT else [],
+            path=expert.file.path,
+            sha256=expert.file.sha256,
+        )
+
+    checkpoints = [item(by_id[i]) for i in planned if by_id[i].kind is ExpertKind.CKPT]
+    loras = [item(by_id[i]) for i in planned if by_id[i].kind is ExpertKind.PEFT]
+    width, height = _size(ctx, options)
+    demo = ctx.generator.demo or any(e.demo for e in experts) or bool(plan and plan.synthetic)
+    if ctx.generator.demo:
+        notes.append("images come from a demo pipeline with tiny random weights")
+    if mode == "no-llm":
+        notes.append("experts chosen by the deterministic no-LLM policy")
+    if plan is not None:
+        notes += plan.notes
+    return Recipe(
+        prompt=prompt,
+        final_prompt=prompt,
+        negative_prompt=options.negative_prompt or gen.negative_prompt,
+        seed=options.seed,
+        steps=options.steps or gen.steps,
+        guidance=options.guidance if options.guidance is not None else gen.guidance,
+        width=width,
+        height=height,
+        family=ctx.generator.family.value,
+        base_model=str(ctx.settings.base_model) if ctx.settings.base_model else None,
+        checkpoints=checkpoints,
+        loras=loras,
+        planner=plan.planner if plan else "none",
+        selection_mode=mode,
+        demo=demo,
+        notes=list(dict.fromkeys(notes)),
+    )
+
+
+def _size(ctx: PipelineContext, options: GenerateOptions) -> tuple[int, int]:
+    from tools.generation.request import GenerationRequest
+
+    request = GenerationRequest(prompts=["x"], width=options.width, height=options.height)
+    return request.size(ctx.generator.family)
+
+
+def _merge_plan(recipe: Recipe, ctx: PipelineContext):
+    """The weights toolkit's plan: the planner's coefficients, softmax within each kind."""
+    from tools.weights.plan import MergePlan, WeightedExpert
+
+    def weighted(items: list[RecipeExpert]) -> list[WeightedExpert]:
+        return [
+            WeightedExpert(
+                path=Path(e.path), coefficient=e.coefficient, name=e.name, expert_id=e.expert_id
+            )
+            for e in items
+        ]
+
+    if not recipe.checkpoints and not recipe.loras:
+        return None
+    return MergePlan(
+        checkpoints=weighted(recipe.checkpoints),
+        loras=weighted(recipe.loras),
+        method=recipe.method,
+        normalize=recipe.normalize,
+    )
+
+
+def _write(out_dir: Path, recipe: Recipe, result, selection, plan) -> Outcome:
+    from PIL import Image
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{_slug(recipe.prompt)}-s{recipe.seed}"
+    paths = []
+    for i, image in enumerate(result.images):
+        path = out_dir / f"{stem}-{i}.png"
+        array = (image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        Image.fromarray(array).save(path, pnginfo=_png_info(to_a1111(recipe)))
+        paths.append(path)
+    recipe = recipe.model_copy(update={"images": [p.name for p in paths]})
+    recipe_path = out_dir / f"{stem}.recipe.json"
+    _atomic_text(recipe_path, recipe.model_dump_json(indent=2))
+    _atomic_text(out_dir / f"{stem}.a1111.txt", to_a1111(recipe) + "\n")
+    _atomic_text(out_dir / f"{stem}.comfyui.json", json.dumps(to_comfyui(recipe), indent=2))
+    return Outcome(
+        recipe=recipe, selection=selection, plan=plan, image_paths=paths, recipe_path=recipe_path
+    )
+
+
+def _png_info(parameters: str):
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", parameters)  # what A1111's "PNG Info" tab reads
+    return info
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return slug[:limit].rstrip("-") or "image"
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

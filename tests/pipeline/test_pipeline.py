@@ -1,0 +1,134 @@
+"""`generate` end to end on the tiny backends: selection → planner → merge → images."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from agents.pipeline.errors import PipelineError
+from agents.pipeline.pipeline import GenerateOptions, PipelineContext, run
+from graph.records import BaseFamily, Expert, ExpertKind, WeightFile
+from graph.universal import UniversalGraph
+from planner.planners import EqualPlanner
+from tools.settings import Settings
+
+EXPERTS = [
+    ("ckpt-photo", "ckpt", "photorealistic portraits and scenes, natural light", []),
+    ("lora-red-hair", "peft", "vivid red hair with detailed strands", ["redhair"]),
+    ("lora-watercolor", "peft", "watercolor painting style with soft washes", ["wcstyle"]),
+    ("lora-castle", "peft", "medieval castles on hills", []),
+]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, tiny_sd15, tiny_sd15_files, embedder):
+    from agents.selection.graph import make_context
+    from tools.generation.generator import Generator
+    from tools.tiny import make_tiny_checkpoint, make_tiny_lora
+
+    root = tmp_path_factory.mktemp("pipeline")
+    settings = Settings(data_dir=root / "data", base_model=tiny_sd15_files.single_file)
+    settings.generation.steps = 2
+    experts = []
+    for seed, (expert_id, kind, description, triggers) in enumerate(EXPERTS):
+        path = root / f"{expert_id}.safetensors"
+        if kind == "ckpt":
+            make_tiny_checkpoint(tiny_sd15, path, seed=seed)
+        else:
+            make_tiny_lora(tiny_sd15, path, seed=seed, trigger_words=triggers)
+        experts.append(
+            Expert(
+                id=expert_id,
+                kind=ExpertKind(kind),
+                base=BaseFamily.SD15,
+                name=expert_id,
+                description=description,
+                trigger_words=triggers,
+                file=WeightFile(path=str(path)),
+                demo=True,
+            )
+        )
+    graph = UniversalGraph(settings.graph, embedder=embedder)
+    graph.add_experts(experts)
+    generator = Generator.from_path(tiny_sd15_files.folder)
+    ctx = PipelineContext(
+        settings=settings,
+        graph=graph,
+        selection=make_context(settings, graph),
+        planner=EqualPlanner(),
+        generator=generator,
+    )
+    yield ctx
+    graph.close()
+
+
+def options(**kw) -> GenerateOptions:
+    return GenerateOptions(width=64, height=64, **kw)
+
+
+def test_selected_experts_are_merged_with_softmax_weights(world, tmp_path):
+    out = run("a portrait of a woman with red hair, watercolor", world, options(seed=3), tmp_path)
+    recipe = out.recipe
+    assert [e.expert_id for e in recipe.loras] == ["lora-red-hair", "lora-watercolor"]
+    assert [e.merge_weight for e in recipe.loras] == pytest.approx([0.5, 0.5])
+    assert [e.expert_id for e in recipe.checkpoints] == ["ckpt-photo"]
+    assert recipe.checkpoints[0].merge_weight == pytest.approx(1.0)
+    assert recipe.final_prompt.startswith("redhair, wcstyle, ")
+    assert recipe.demo and recipe.selection_mode == "no-llm"
+    assert any("tiny random weights" in n for n in recipe.notes)
+
+    assert out.image_paths[0].is_file()
+    saved = json.loads(out.recipe_path.read_text())
+    assert saved["images"] == [out.image_paths[0].name]
+    assert (tmp_path / out.recipe_path.name.replace(".recipe.json", ".a1111.txt")).is_file()
+    events = [json.loads(line)["event"] for line in out.trace_path.read_text().splitlines()]
+    assert events[0] == "run_start" and events[-1] == "run_end"
+
+    # the images are exactly those of the generator with the same merge
+    from PIL import Image
+
+    from agents.pipeline.pipeline import _merge_plan
+    from tools.generation.request import GenerationRequest
+
+    request = GenerationRequest(
+        prompts=[out.selection.text], steps=2, seed=3, width=64, height=64, guidance=recipe.guidance
+    )
+    again = world.generator.generate(
+        request, _merge_plan(recipe, world), trigger_words=["redhair", "wcstyle"]
+    )
+    expected = (again.images[0].permute(1, 2, 0) * 255).round().to(torch.uint8)
+    saved_image = torch.from_numpy(__import__("numpy").array(Image.open(out.image_paths[0])))
+    assert torch.equal(saved_image, expected)
+
+
+def test_fixed_experts_pins_and_bans(world, tmp_path):
+    fixed = run("anything", world, options(experts=["lora-castle"]), tmp_path)
+    assert [e.expert_id for e in fixed.recipe.loras] == ["lora-castle"]
+    assert fixed.recipe.selection_mode == "fixed" and not fixed.recipe.checkpoints
+
+    out = run(
+        "a portrait of a woman with red hair, watercolor",
+        world,
+        options(banned=["lora-watercolor"], pinned=["lora-castle"]),
+        tmp_path,
+    )
+    assert [e.expert_id for e in out.recipe.loras] == ["lora-red-hair", "lora-castle"]
+
+
+def test_base_weights_are_restored_between_prompts(world, tmp_path):
+    before = {k: v.clone() for k, v in world.generator.pipe.unet.state_dict().items()}
+    run("red hair", world, options(), tmp_path)
+    after = world.generator.pipe.unet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_wrong_family_and_deprecated_experts_are_refused(world, tmp_path):
+    world.graph.add_expert(
+        Expert(
+            id="xl-lora", kind=ExpertKind.PEFT, base=BaseFamily.SDXL, name="xl", description="xl"
+        )
+    )
+    with pytest.raises(PipelineError, match="is for sdxl but the loaded base model is sd15"):
+        run("x", world, options(experts=["xl-lora"]), tmp_path)
