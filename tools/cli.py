@@ -20,11 +20,13 @@ from graph.errors import DiffGraphError
 COMMAND_MODULES = (
     "graph.cli",
     "evals.cli",
+    "agents.pipeline.cli",
     "tools.weights.cli",
     "agents.construction.cli",
     "agents.selection.cli",
     "tools.calibration.cli",
     "tools.scorers.cli",
+    "tools.autolora.cli",
 )
 
 

@@ -111,7 +111,7 @@ def _run(prompt: str, ctx: PipelineContext, options: GenerateOptions, out_dir: P
         plan = _plan(prompt, ctx, experts, selection)
         span["outputs"] = plan.model_dump(mode="json") if plan else None
     recipe = _recipe(prompt, ctx, options, experts, plan, mode, notes)
-    merge_plan = _merge_plan(recipe, ctx)
+    plan_of_merge = merge_plan(recipe)
     request = GenerationRequest(
         prompts=[prompt if selection is None else selection.text],
         negative_prompt=recipe.negative_prompt,
@@ -124,7 +124,7 @@ def _run(prompt: str, ctx: PipelineContext, options: GenerateOptions, out_dir: P
     )
     triggers = [w for e in recipe.loras for w in e.trigger_words]
     with tracer.span("generate", {"request": request.model_dump(mode="json")}) as span:
-        result = ctx.generator.generate(request, merge_plan, trigger_words=triggers)
+        result = ctx.generator.generate(request, plan_of_merge, trigger_words=triggers)
         span["outputs"] = {"images": int(result.images.shape[0]), "demo": result.demo}
     recipe = recipe.model_copy(update={"final_prompt": result.prompts[0], "run_id": tracer.run_id})
     return _write(out_dir, recipe, result, selection, plan)
@@ -247,8 +247,9 @@ def _size(ctx: PipelineContext, options: GenerateOptions) -> tuple[int, int]:
     return request.size(ctx.generator.family)
 
 
-def _merge_plan(recipe: Recipe, ctx: PipelineContext):
-    """The weights toolkit's plan: the planner's coefficients, softmax within each kind."""
+def merge_plan(recipe: Recipe, base: Path | None = None):
+    """The weights toolkit's plan of a recipe: the planner's coefficients, softmax within
+    each kind; ``base`` is needed to write a LoRA-only merge to a file."""
     from tools.weights.plan import MergePlan, WeightedExpert
 
     def weighted(items: list[RecipeExpert]) -> list[WeightedExpert]:
@@ -266,6 +267,7 @@ def _merge_plan(recipe: Recipe, ctx: PipelineContext):
         loras=weighted(recipe.loras),
         method=recipe.method,
         normalize=recipe.normalize,
+        base=base,
     )
 
 

@@ -89,14 +89,14 @@ def test_selected_experts_are_merged_with_softmax_weights(world, tmp_path):
     # the images are exactly those of the generator with the same merge
     from PIL import Image
 
-    from agents.pipeline.pipeline import _merge_plan
+    from agents.pipeline.pipeline import merge_plan
     from tools.generation.request import GenerationRequest
 
     request = GenerationRequest(
         prompts=[out.selection.text], steps=2, seed=3, width=64, height=64, guidance=recipe.guidance
     )
     again = world.generator.generate(
-        request, _merge_plan(recipe, world), trigger_words=["redhair", "wcstyle"]
+        request, merge_plan(recipe), trigger_words=["redhair", "wcstyle"]
     )
     expected = (again.images[0].permute(1, 2, 0) * 255).round().to(torch.uint8)
     saved_image = torch.from_numpy(__import__("numpy").array(Image.open(out.image_paths[0])))
@@ -132,3 +132,39 @@ def test_wrong_family_and_deprecated_experts_are_refused(world, tmp_path):
     )
     with pytest.raises(PipelineError, match="is for sdxl but the loaded base model is sd15"):
         run("x", world, options(experts=["xl-lora"]), tmp_path)
+
+
+def test_generate_cli(world, tmp_path, monkeypatch, tiny_sd15_files):
+    from typer.testing import CliRunner
+
+    from main import app
+
+    monkeypatch.setenv("DIFFGRAPH_DATA_DIR", str(world.settings.data_dir))
+    monkeypatch.setenv("DIFFGRAPH_BASE_MODEL", str(tiny_sd15_files.folder))
+    monkeypatch.setenv("DIFFGRAPH_GENERATION__STEPS", "2")
+    result = CliRunner().invoke(
+        app,
+        [
+            "generate",
+            "red hair, watercolor",
+            "--out",
+            str(tmp_path),
+            "--size",
+            "64x64",
+            "--seed",
+            "5",
+            "--save-merged",
+            str(tmp_path / "merged.safetensors"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["recipe"]["seed"] == 5 and len(data["images"]) == 1
+    assert "no trained planner" in " ".join(data["recipe"]["notes"])
+    from safetensors import safe_open
+
+    with safe_open(data["merged_model"], "pt") as merged:
+        assert any(k.startswith("model.diffusion_model.") for k in merged.keys())  # noqa: SIM118
+    bad = CliRunner().invoke(app, ["generate", "x", "--size", "big"])
+    assert bad.exit_code == 2 and "WIDTHxHEIGHT" in bad.stderr

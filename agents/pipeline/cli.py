@@ -1,0 +1,105 @@
+"""``diffgraph generate``: one prompt end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from graph.console import console, print_json
+from graph.errors import DiffGraphError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)
+
+
+def _size(size: str | None) -> tuple[int | None, int | None]:
+    if size is None:
+        return None, None
+    try:
+        width, _, height = size.lower().partition("x")
+        return int(width), int(height or width)
+    except ValueError as exc:
+        raise DiffGraphError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 512x768") from exc
+
+
+def generate(
+    ctx: typer.Context,
+    prompt: Annotated[str, typer.Argument(help="what to draw (A1111 syntax welcome)")],
+    seed: Annotated[int, typer.Option(min=0)] = 0,
+    out: Annotated[Path, typer.Option(help="folder for images, recipe, exports")] = Path("out"),
+    experts: Annotated[
+        str | None, typer.Option(help="comma-separated expert ids: plan over exactly these")
+    ] = None,
+    planner: Annotated[
+        str, typer.Option(help="learned (default; equal if none trained), equal or random")
+    ] = "learned",
+    images: Annotated[int, typer.Option(min=1, max=16, help="images per prompt")] = 1,
+    steps: Annotated[int | None, typer.Option(min=1, max=500)] = None,
+    guidance: Annotated[float | None, typer.Option(min=0.0, max=50.0)] = None,
+    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT")] = None,
+    negative: Annotated[str, typer.Option(help="negative prompt")] = "",
+    save_merged: Annotated[
+        Path | None, typer.Option(help="also write the merged model as one .safetensors")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Select experts, plan their coefficients, merge exactly and generate."""
+    from agents.pipeline.context import build_context
+    from agents.pipeline.pipeline import GenerateOptions, merge_plan, run
+
+    if planner not in ("learned", "equal", "random"):
+        raise DiffGraphError(f"--planner {planner!r}: expected learned, equal or random")
+    width, height = _size(size)
+    options = GenerateOptions(
+        seed=seed,
+        steps=steps,
+        guidance=guidance,
+        width=width,
+        height=height,
+        negative_prompt=negative,
+        images=images,
+        experts=[e.strip() for e in experts.split(",") if e.strip()] if experts else None,
+    )
+    context = build_context(ctx.obj, planner=planner)
+    try:
+        outcome = run(prompt, context, options, out)
+        merged = None
+        if save_merged is not None:
+            from tools.weights.stream import merge_to_file
+
+            plan = merge_plan(outcome.recipe, base=ctx.obj.base_model)
+            if plan is None:
+                raise DiffGraphError("no expert was merged: there is no merged model to save")
+            merged = merge_to_file(plan, save_merged, allow_pickle=ctx.obj.allow_pickle).output
+    finally:
+        context.graph.close()
+    recipe = outcome.recipe
+    if as_json:
+        print_json(
+            {
+                "recipe": recipe,
+                "images": outcome.image_paths,
+                "recipe_path": outcome.recipe_path,
+                "trace": outcome.trace_path,
+                "merged_model": merged,
+            }
+        )
+        return
+    console.print(f"[bold]{recipe.final_prompt}[/]")
+    for expert in recipe.checkpoints + recipe.loras:
+        console.print(
+            f"  {expert.kind:4} {expert.expert_id:32} coefficient {expert.coefficient:.3f}  "
+            f"merge weight {expert.merge_weight:.3f}"
+        )
+    if not recipe.checkpoints:
+        console.print(f"  ckpt {'(base model)':32} {recipe.base_model or ''}")
+    for note in recipe.notes:
+        console.print(f"  [yellow]note:[/] {note}")
+    console.print(f"images: {', '.join(str(p) for p in outcome.image_paths)}")
+    console.print(f"recipe: {outcome.recipe_path} (+ .a1111.txt, .comfyui.json)")
+    if merged:
+        console.print(f"merged model: {merged}")
+    console.print(f"trace: {outcome.trace_path}")
