@@ -60,6 +60,7 @@ def write_section(name: str, title: str, command: str, body: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=BENCHMARKS.parent, prefix=".BENCHMARKS.")
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    os.chmod(tmp, 0o644)
     os.replace(tmp, BENCHMARKS)
 
 

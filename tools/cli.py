@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "tools.calibration.cli",
     "tools.scorers.cli",
     "tools.autolora.cli",
+    "planner.cli",
 )
 
 

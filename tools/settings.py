@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -69,6 +69,11 @@ class SelectionSettings(BaseModel):
         0.1, ge=0.0, le=2.0, description="no-LLM: keep within this of an attribute's best match"
     )
     max_prompt_chars: int = Field(2000, ge=100, le=20000, description="prompt text sent to LLM")
+    retriever: Literal["description", "autolora", "both"] = Field(
+        "description",
+        description="LoRA retrieval: description embeddings, AutoLoRA weight embeddings "
+        "(tools/autolora), or the union of both",
+    )
 
 
 class PlatformSettings(BaseModel):
@@ -97,21 +102,27 @@ class PlannerSettings(BaseModel):
     )
     steps: int = Field(200, ge=1, description="REINFORCE steps of train-planner")
     batch_size: int = Field(8, ge=1, le=1024, description="training prompts per step")
-    lr: float = Field(1e-2, gt=0, description="AdamW learning rate")
+    lr: float = Field(
+        1e-3, gt=0, description="AdamW learning rate (1e-2 diverges, see BENCHMARKS.md)"
+    )
     weight_decay: float = Field(1e-2, ge=0)
     grad_clip: float = Field(1.0, gt=0, description="max gradient norm")
-    baseline_momentum: float = Field(
-        0.9, ge=0, lt=1, description="running-mean reward baseline: b = m*b + (1-m)*mean(u)"
-    )
-    baseline_scope: Literal["global", "prompt"] = Field(
-        "prompt", description="one baseline for all prompts (paper Eq. 4) or one per prompt"
-    )
     samples_per_prompt: int = Field(4, ge=1, le=64, description="coefficient samples per prompt")
-    normalize_advantage: bool = True
-    entropy_weight: float = Field(1e-2, ge=0)
+    baseline: Literal["leave_one_out", "running_mean"] = Field(
+        "leave_one_out",
+        description="REINFORCE baseline: mean of the prompt's other samples, or the running "
+        "mean of all rewards (paper Eq. 4)",
+    )
+    baseline_momentum: float = Field(0.9, ge=0, lt=1, description="running_mean: b = m*b + (1-m)*u")
     kl_weight: float = Field(1e-3, ge=0, description="weight of the VGAE KL term")
     seed: int = 0
     checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
+
+    @model_validator(mode="after")
+    def _samples(self) -> PlannerSettings:
+        if self.baseline == "leave_one_out" and self.samples_per_prompt < 2:
+            raise ValueError("baseline leave_one_out needs samples_per_prompt >= 2")
+        return self
 
 
 class GenerationSettings(BaseModel):
@@ -170,6 +181,45 @@ class CalibrationSettings(BaseModel):
     ray_workers: int | None = Field(None, ge=1, description="actors; default: GPUs or 1")
 
 
+class AutoLoRASettings(BaseModel):
+    """AutoLoRA baseline (tools/autolora): weight-encoder LoRA retrieval and gated fusion."""
+
+    encoder_checkpoint: Path | None = Field(
+        None, description="weight encoder; default <data_dir>/autolora/encoder.safetensors"
+    )
+    fusion_checkpoint: Path | None = Field(
+        None, description="fusion gates; default <data_dir>/autolora/fusion.safetensors"
+    )
+    d_model: int = Field(256, ge=4, description="encoder token width")
+    layers: int = Field(2, ge=1, le=24, description="encoder transformer layers")
+    heads: int = Field(4, ge=1, le=64)
+    encoder_steps: int = Field(500, ge=1)
+    encoder_batch: int = Field(32, ge=2, description="LoRAs per contrastive step")
+    encoder_lr: float = Field(1e-3, gt=0)
+    global_rank: int = Field(4, ge=0, le=256, description="rank of the global LoRA (0: none)")
+    fusion_steps: int = Field(200, ge=1)
+    fusion_batch: int = Field(2, ge=1, description="image-caption pairs per fusion step")
+    fusion_lr: float = Field(1e-3, gt=0)
+    pairs_per_lora: int = Field(4, ge=1, le=256, description="generated pairs per LoRA")
+    pairs_size: int | None = Field(
+        None, ge=64, le=2048, description="side of training images; default: native"
+    )
+    seed: int = 0
+
+
+class BenchmarkSettings(BaseModel):
+    """The method benchmark (``diffgraph eval benchmark``, evals/benchmark.py)."""
+
+    fixed_experts: list[str] = Field(
+        default_factory=list,
+        description="'Ours fixed' expert ids; empty: the experts selected most often over "
+        "the benchmark's prompts",
+    )
+    pool_limit: int = Field(
+        16, ge=1, description="w/o ESA: most experts merged (a seeded random subset beyond)"
+    )
+
+
 class Settings(BaseSettings):
     """Everything a command needs to know about its environment."""
 
@@ -209,6 +259,8 @@ class Settings(BaseSettings):
     generation: GenerationSettings = GenerationSettings()
     scorers: ScorerSettings = ScorerSettings()
     calibration: CalibrationSettings = CalibrationSettings()
+    autolora: AutoLoRASettings = AutoLoRASettings()
+    benchmark: BenchmarkSettings = BenchmarkSettings()
 
     @classmethod
     def settings_customise_sources(
