@@ -195,14 +195,7 @@ def make_calibrator(settings: Settings, graph: UniversalGraph, base: BaseFamily,
             "or crawl with --no-calibrate"
         )
     c = settings.calibration
-    sampling = SamplingSpec(
-        images_per_prompt=c.images_per_prompt,
-        seed=c.seed,
-        steps=c.steps,
-        guidance=c.guidance,
-        size=c.size,
-        negative_prompt=settings.generation.negative_prompt,
-    )
+    sampling = SamplingSpec.from_settings(settings)
     executor = make_executor(
         c.executor, WorkerSpec.from_settings(settings, sampling), c.ray_workers, c.ray_address
     )
