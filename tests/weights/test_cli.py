@@ -1,0 +1,64 @@
+"""``diffgraph weights inspect`` and ``diffgraph merge`` through the real CLI."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from tools.cli import build_app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(build_app(), list(args))
+
+
+def test_inspect_json(tiny_files):
+    result = invoke("weights", "inspect", str(tiny_files["lora_diffusers"]), "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["format"] == "diffusers-lora" and data["family"] == "sd15"
+    assert data["ranks"] == {"4": 176} and len(data["autov2"]) == 10
+
+
+def test_inspect_table_and_methods(tiny_files):
+    result = invoke("weights", "inspect", str(tiny_files["ckpt_ldm"]))
+    assert result.exit_code == 0 and "ldm-checkpoint" in result.stdout
+    methods = json.loads(invoke("weights", "methods", "--json").stdout)
+    assert {m["name"] for m in methods} >= {
+        "diffgraph",
+        "equal",
+        "task_arithmetic",
+        "ties",
+        "dare",
+        "klora",
+    }
+
+
+def test_merge_command(tiny_files, tmp_path):
+    out = tmp_path / "merged.safetensors"
+    result = invoke(
+        "merge",
+        "--ckpt", f"{tiny_files['ckpt_ldm']}:0.7",
+        "--ckpt", f"{tiny_files['ckpt_diffusers']}:0.3",
+        "--lora", f"{tiny_files['lora_kohya']}:1.2",
+        "--method", "diffgraph",
+        "-o", str(out),
+        "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["tensors"] == 1130 and report["lora_modules"] == {"a.safetensors": 176}
+    assert "model.diffusion_model.out.2.weight" in load_file(str(out))
+
+
+def test_pickle_and_bad_requests_exit_2(tmp_path):
+    torch.save({"lora_unet_conv_in.lora_down.weight": torch.zeros(1, 4, 3, 3)}, tmp_path / "x.pt")
+    result = invoke("weights", "inspect", str(tmp_path / "x.pt"))
+    assert result.exit_code == 2 and "--allow-pickle" in result.output
+    result = invoke("merge", "--ckpt", "a.safetensors", "--method", "slerp", "-o", "o.safetensors")
+    assert result.exit_code == 2 and "unknown merge method" in result.output

@@ -1,0 +1,233 @@
+"""Merge methods: pure tensor functions in a registry (name → function + validated params).
+
+Every function combines same-shaped tensors with one weight each (already normalised by
+the plan: softmax or raw) and returns one tensor in float32. They serve twice: on LoRA
+deltas ``ΔW_j`` and on checkpoints — as weights ``W_i`` (``checkpoints="weights"``) or as
+task vectors ``W_i − W_base`` (``checkpoints="task_vectors"``, the base added back after).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import Tensor
+
+from tools.weights.errors import MergeConfigError
+
+
+class MethodParams(BaseModel):
+    """Parameters of a merge method (unknown fields are errors)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(MethodParams):
+    pass
+
+
+class TaskArithmeticParams(MethodParams):
+    scale: float = Field(1.0, description="λ multiplying the summed task vectors")
+
+
+class TiesParams(MethodParams):
+    density: float = Field(0.2, gt=0.0, le=1.0, description="fraction of entries kept per tensor")
+    scale: float = 1.0
+
+
+class DareParams(MethodParams):
+    drop_rate: float = Field(0.5, ge=0.0, lt=1.0, description="probability of dropping an entry")
+    seed: int = 0
+    scale: float = 1.0
+
+
+class KLoraParams(MethodParams):
+    top_k: int = Field(64, ge=1, description="entries whose magnitudes score a delta per layer")
+    keep: int = Field(1, ge=1, description="deltas kept per layer (highest scores)")
+
+
+MergeFn = Callable[[Sequence[Tensor], Sequence[float], Any], Tensor]
+LinearFn = Callable[[Sequence[float], Any], list[float]]
+
+
+@dataclass(frozen=True)
+class MergeMethod:
+    name: str
+    combine: MergeFn
+    params: type[MethodParams]
+    checkpoints: Literal["weights", "task_vectors"]
+    description: str
+    checkpoint_combine: MergeFn | None = None
+    linear: LinearFn | None = None  # linear methods: combine(t, w) == Σ linear(w)_i · t_i
+
+    def for_checkpoints(self) -> MergeFn:
+        return self.checkpoint_combine or self.combine
+
+
+def _f32(tensor: Tensor) -> Tensor:
+    return tensor if tensor.dtype == torch.float32 else tensor.float()
+
+
+def _zeros(like: Tensor) -> Tensor:
+    return torch.zeros(like.shape, dtype=torch.float32, device=like.device)
+
+
+def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float], params: Any = None) -> Tensor:
+    """``Σ w_i · t_i`` (the paper's merge, with softmax-normalised weights)."""
+    out = torch.mul(_f32(tensors[0]), float(weights[0]))
+    for tensor, weight in zip(tensors[1:], weights[1:], strict=True):
+        out.add_(_f32(tensor), alpha=float(weight))
+    return out
+
+
+def mean(tensors: Sequence[Tensor], weights: Sequence[float], params: Any = None) -> Tensor:
+    """Equal weights ``Σ t_i / n``, whatever the coefficients."""
+    return weighted_sum(tensors, [1.0 / len(tensors)] * len(tensors))
+
+
+def task_arithmetic(
+    tensors: Sequence[Tensor], weights: Sequence[float], params: TaskArithmeticParams
+) -> Tensor:
+    """``λ · Σ w_i · τ_i`` over task vectors (Ilharco et al. 2023)."""
+    return weighted_sum(tensors, weights).mul_(params.scale)
+
+
+def trim(tensor: Tensor, density: float) -> Tensor:
+    """Keep the ``ceil(density · n)`` largest-magnitude entries, zero the rest."""
+    flat = _f32(tensor).flatten()
+    k = max(1, math.ceil(density * flat.numel()))
+    if k >= flat.numel():
+        return flat.reshape(tensor.shape).clone()
+    keep = torch.zeros_like(flat, dtype=torch.bool)
+    keep[flat.abs().topk(k, sorted=False).indices] = True
+    return torch.where(keep, flat, torch.zeros_like(flat)).reshape(tensor.shape)
+
+
+def ties(tensors: Sequence[Tensor], weights: Sequence[float], params: TiesParams) -> Tensor:
+    """TIES-merging (Yadav et al. 2023): trim, elect sign by mass, disjoint weighted mean."""
+    trimmed = [trim(t, params.density) for t in tensors]
+    sign = torch.sign(weighted_sum(trimmed, weights))
+    total = _zeros(sign)
+    mass = _zeros(sign)
+    for tensor, weight in zip(trimmed, weights, strict=True):
+        agree = (torch.sign(tensor) == sign) & (tensor != 0)
+        total.add_(torch.where(agree, tensor, 0.0), alpha=float(weight))
+        mass.add_(agree.float(), alpha=float(weight))
+    merged = torch.where(mass != 0, total / torch.where(mass != 0, mass, 1.0), 0.0)
+    return merged.mul_(params.scale)
+
+
+def dare(tensors: Sequence[Tensor], weights: Sequence[float], params: DareParams) -> Tensor:
+    """DARE (Yu et al. 2024): drop entries with probability p, rescale by 1/(1−p), sum.
+
+    Expert ``i`` draws its mask from a generator seeded with ``seed + i``: deterministic.
+    """
+    keep = 1.0 - params.drop_rate
+    out = _zeros(tensors[0])
+    for i, (tensor, weight) in enumerate(zip(tensors, weights, strict=True)):
+        generator = torch.Generator().manual_seed(params.seed + i)
+        mask = (torch.rand(tensor.shape, generator=generator) < keep).to(tensor.device)
+        out.add_(torch.where(mask, _f32(tensor), 0.0), alpha=float(weight) / keep)
+    return out.mul_(params.scale)
+
+
+def klora(tensors: Sequence[Tensor], weights: Sequence[float], params: KLoraParams) -> Tensor:
+    """K-LoRA-style selection: per layer, keep the weighted delta(s) whose ``top_k`` largest
+    magnitudes sum highest (Ouyang et al. 2025), drop the others."""
+    scaled = [_f32(t) * float(w) for t, w in zip(tensors, weights, strict=True)]
+    scores = [
+        s.abs().flatten().topk(min(params.top_k, s.numel()), sorted=False).values.sum().item()
+        for s in scaled
+    ]
+    order = sorted(range(len(scaled)), key=lambda i: (-scores[i], i))[: params.keep]
+    out = _zeros(tensors[0])
+    for i in sorted(order):
+        out.add_(scaled[i])
+    return out
+
+
+REGISTRY: dict[str, MergeMethod] = {}
+
+
+def register(method: MergeMethod) -> None:
+    """Add a merge method (names are unique)."""
+    if method.name in REGISTRY:
+        raise ValueError(f"merge method {method.name!r} is already registered")
+    REGISTRY[method.name] = method
+
+
+for _method in (
+    MergeMethod(
+        "diffgraph",
+        weighted_sum,
+        NoParams,
+        "weights",
+        "the paper: W = Σ softmax(w_ckpt)_i·W_i, ΔW = Σ softmax(w_peft)_j·ΔW_j, W + ΔW",
+        linear=lambda w, p: [float(x) for x in w],
+    ),
+    MergeMethod(
+        "equal",
+        mean,
+        NoParams,
+        "weights",
+        "every expert weighted 1/n",
+        linear=lambda w, p: [1.0 / len(w)] * len(w),
+    ),
+    MergeMethod(
+        "task_arithmetic",
+        task_arithmetic,
+        TaskArithmeticParams,
+        "task_vectors",
+        "W_base + λ·Σ w_i·(W_i − W_base); ΔW = λ·Σ w_j·ΔW_j",
+        linear=lambda w, p: [float(x) * p.scale for x in w],
+    ),
+    MergeMethod("ties", ties, TiesParams, "task_vectors", "TIES: trim, elect sign, disjoint mean"),
+    MergeMethod("dare", dare, DareParams, "task_vectors", "DARE: drop and rescale, then sum"),
+    MergeMethod(
+        "klora",
+        klora,
+        KLoraParams,
+        "weights",
+        "K-LoRA-style per-layer top-k magnitude selection of LoRA deltas; checkpoints by "
+        "weighted sum",
+        checkpoint_combine=weighted_sum,
+    ),
+):
+    register(_method)
+
+
+def get_method(name: str) -> MergeMethod:
+    if name not in REGISTRY:
+        raise MergeConfigError(
+            f"unknown merge method {name!r}: expected one of {', '.join(sorted(REGISTRY))}"
+        )
+    return REGISTRY[name]
+
+
+def method_params(name: str, params: Mapping[str, Any] | None = None) -> MethodParams:
+    """Validated parameters of method ``name`` (clear error naming the bad field)."""
+    method = get_method(name)
+    try:
+        return method.params.model_validate(dict(params or {}))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}" for e in exc.errors()
+        )
+        fields = ", ".join(method.params.model_fields) or "none"
+        raise MergeConfigError(
+            f"invalid parameters for merge method {name!r}: {problems} (accepted: {fields})"
+        ) from exc
+
+
+def normalized(coefficients: Sequence[float], mode: Literal["softmax", "raw"]) -> list[float]:
+    """Plan weights: ``softmax(coefficients)`` (the paper) or the coefficients as given."""
+    if not coefficients:
+        return []
+    if mode == "raw":
+        return [float(c) for c in coefficients]
+    values = torch.softmax(torch.tensor(coefficients, dtype=torch.float64), dim=0)
+    return [float(v) for v in values]

@@ -1,0 +1,165 @@
+"""The merge plan other packages build: which experts, with which coefficients, how.
+
+A plan is a validated pydantic model, built from Python or read from a YAML/JSON file;
+``recipe_hash`` keys the cache of merged results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from tools.weights.errors import MergeConfigError
+from tools.weights.files import sha256_file
+from tools.weights.methods import get_method, method_params, normalized
+
+
+class WeightedExpert(BaseModel):
+    """One expert file and its merge coefficient."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path
+    coefficient: float
+    name: str | None = None
+    expert_id: str | None = None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.expert_id or self.path.name
+
+
+class MergePlan(BaseModel):
+    """Checkpoints and LoRA-type experts with coefficients, a method and its parameters.
+
+    ``normalize="softmax"`` (the paper) turns each group's coefficients into softmax
+    weights; ``"raw"`` uses them as given (A1111 ``<lora:name:0.7>``). ``base`` is the
+    reference for task-vector methods (TIES, DARE, task arithmetic) in file merges; when
+    merging into loaded models the loaded weights are the base.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoints: list[WeightedExpert] = Field(default_factory=list)
+    loras: list[WeightedExpert] = Field(default_factory=list)
+    method: str = "diffgraph"
+    normalize: Literal["softmax", "raw"] = "softmax"
+    params: dict[str, Any] = Field(default_factory=dict)
+    base: Path | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> MergePlan:
+        get_method(self.method)
+        method_params(self.method, self.params)
+        if not self.checkpoints and not self.loras:
+            raise ValueError("a merge plan needs at least one checkpoint or LoRA")
+        return self
+
+    def checkpoint_weights(self) -> list[float]:
+        return normalized([e.coefficient for e in self.checkpoints], self.normalize)
+
+    def lora_weights(self) -> list[float]:
+        return normalized([e.coefficient for e in self.loras], self.normalize)
+
+    def recipe(self) -> dict[str, Any]:
+        """Everything that determines the merged weights, with file hashes for paths."""
+        return {
+            "checkpoints": [[sha256_file(e.path), repr(e.coefficient)] for e in self.checkpoints],
+            "loras": [[sha256_file(e.path), repr(e.coefficient)] for e in self.loras],
+            "method": self.method,
+            "normalize": self.normalize,
+            "params": method_params(self.method, self.params).model_dump(mode="json"),
+            "base": sha256_file(self.base) if self.base else None,
+        }
+
+    def recipe_hash(self) -> str:
+        """Stable SHA-256 of :meth:`recipe` (expert hashes, coefficients, method, params)."""
+        blob = json.dumps(self.recipe(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    @classmethod
+    def from_file(cls, path: Path) -> MergePlan:
+        """A plan from a YAML or JSON file; relative expert paths resolve from its folder."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise MergeConfigError(f"cannot read merge config {path}: {exc}") from exc
+        try:
+            if path.suffix.lower() in {".yaml", ".yml"}:
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
+            raise MergeConfigError(f"{path} is not valid YAML/JSON: {exc}") from exc
+        try:
+            plan = cls.model_validate(data)
+        except ValidationError as exc:
+            raise MergeConfigError(f"invalid merge config {path}: {exc}") from exc
+        return plan.resolved(path.parent)
+
+    def resolved(self, folder: Path) -> MergePlan:
+        """The plan with relative paths made relative to ``folder``."""
+
+        def fix(p: Path) -> Path:
+            return p if p.is_absolute() else folder / p
+
+        return self.model_copy(
+            update={
+                "checkpoints": [
+                    e.model_copy(update={"path": fix(e.path)}) for e in self.checkpoints
+                ],
+                "loras": [e.model_copy(update={"path": fix(e.path)}) for e in self.loras],
+                "base": fix(self.base) if self.base else None,
+            }
+        )
+
+
+def parse_weighted(spec: str) -> WeightedExpert:
+    """``path/to/file.safetensors:0.7`` → a weighted expert (coefficient 1.0 when omitted)."""
+    path, sep, value = spec.rpartition(":")
+    if sep and path:
+        try:
+            return WeightedExpert(path=Path(path), coefficient=float(value))
+        except ValueError:
+            pass
+    return WeightedExpert(path=Path(spec), coefficient=1.0)
+
+
+def parse_param(spec: str) -> tuple[str, Any]:
+    """``density=0.3`` → ``("density", 0.3)`` (values read as YAML scalars)."""
+    import yaml
+
+    key, sep, value = spec.partition("=")
+    if not sep or not key:
+        raise MergeConfigError(f"method parameter {spec!r} is not KEY=VALUE")
+    return key.strip(), yaml.safe_load(value)
+
+
+def plan_from_options(
+    checkpoints: list[str],
+    loras: list[str],
+    method: str,
+    normalize: str,
+    params: list[str],
+    base: Path | None = None,
+) -> MergePlan:
+    """A plan from command-line style options (``PATH:COEFFICIENT``, ``KEY=VALUE``)."""
+    try:
+        return MergePlan(
+            checkpoints=[parse_weighted(s) for s in checkpoints],
+            loras=[parse_weighted(s) for s in loras],
+            method=method,
+            normalize=normalize,
+            params=dict(parse_param(p) for p in params),
+            base=base,
+        )
+    except ValidationError as exc:
+        messages = "; ".join(e["msg"] for e in exc.errors())
+        raise MergeConfigError(f"invalid merge request: {messages}") from exc
