@@ -15,7 +15,8 @@ def register(app: typer.Typer) -> None:
     app.command("generate")(generate)
 
 
-def _size(size: str | None) -> tuple[int | None, int | None]:
+def parse_size(size: str | None) -> tuple[int | None, int | None]:
+    """``WIDTHxHEIGHT`` (or one side for a square) as integers; None when not given."""
     if size is None:
         return None, None
     try:
@@ -34,7 +35,7 @@ def generate(
         str | None, typer.Option(help="comma-separated expert ids: plan over exactly these")
     ] = None,
     planner: Annotated[
-        str, typer.Option(help="learned (default; equal if none trained), equal or random")
+        str, typer.Option(help="learned (default; equal if none trained), equal, random or llm")
     ] = "learned",
     images: Annotated[int, typer.Option(min=1, max=16, help="images per prompt")] = 1,
     steps: Annotated[int | None, typer.Option(min=1, max=500)] = None,
@@ -50,9 +51,9 @@ def generate(
     from agents.pipeline.context import build_context
     from agents.pipeline.pipeline import GenerateOptions, merge_plan, run
 
-    if planner not in ("learned", "equal", "random"):
-        raise DiffGraphError(f"--planner {planner!r}: expected learned, equal or random")
-    width, height = _size(size)
+    if planner not in ("learned", "equal", "random", "llm"):
+        raise DiffGraphError(f"--planner {planner!r}: expected learned, equal, random or llm")
+    width, height = parse_size(size)
     options = GenerateOptions(
         seed=seed,
         steps=steps,

@@ -2,43 +2,33 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from agents.pipeline.pipeline import PipelineContext
 
 if TYPE_CHECKING:
     from graph.universal import UniversalGraph
+    from planner.loading import PlannerKind
     from planner.planners import Planner
     from tools.generation.generator import Generator
     from tools.settings import Settings
 
-PlannerKind = Literal["learned", "equal", "random"]
 
+def load_planner(
+    settings: Settings, graph: UniversalGraph, kind: PlannerKind = "learned"
+) -> tuple[Planner, list[str]]:
+    """The planner to use and notes for the recipe: with no trained planner, ``learned``
+    falls back to equal weights and says so."""
+    from planner.loading import checkpoint_path, make_planner
+    from planner.planners import EqualPlanner
 
-def planner_checkpoint(settings: Settings):
-    """Where the trained planner lives (``planner.checkpoint`` or the data directory)."""
-    return settings.planner.checkpoint or settings.data_dir / "planner" / "planner.safetensors"
-
-
-def load_planner(settings: Settings, kind: PlannerKind = "learned") -> tuple[Planner, list[str]]:
-    """The planner to use and notes for the recipe (e.g. that no trained one exists)."""
-    from planner.planners import EqualPlanner, RandomPlanner, VGAEPlanner
-
-    if kind == "equal":
-        return EqualPlanner(), []
-    if kind == "random":
-        return RandomPlanner(), []
-    path = planner_checkpoint(settings)
-    if not path.is_file():
+    path = checkpoint_path(settings)
+    if kind == "learned" and not path.is_file():
         return EqualPlanner(), [
             f"no trained planner at {path}: equal merge weights (train one with "
             "`diffgraph train-planner`)"
         ]
-    from planner.checkpoint import read_checkpoint
-
-    checkpoint = read_checkpoint(path)
-    planner = VGAEPlanner(checkpoint.build_model(), synthetic=checkpoint.state.synthetic)
-    return planner, []
+    return make_planner(kind, settings, graph), []
 
 
 def build_context(
@@ -57,7 +47,7 @@ def build_context(
     selection_settings = settings.model_copy(
         update={"selection": settings.selection.model_copy(update={"family": generator.family})}
     )
-    chosen, notes = load_planner(settings, planner)
+    chosen, notes = load_planner(settings, graph, planner)
     return PipelineContext(
         settings=settings,
         graph=graph,

@@ -46,6 +46,8 @@ class GenerateOptions(BaseModel):
     pinned: list[str] = Field(default_factory=list, description="always merge these")
     banned: list[str] = Field(default_factory=list, description="never merge these")
     max_loras: int | None = Field(None, ge=0)
+    method: str = Field("diffgraph", description="merge method (tools.weights.methods.REGISTRY)")
+    method_params: dict[str, Any] = Field(default_factory=dict, description="its parameters")
 
 
 @dataclass
@@ -73,14 +75,24 @@ class Outcome(BaseModel):
     trace_path: Path | None = None
 
 
-def run(prompt: str, ctx: PipelineContext, options: GenerateOptions, out_dir: Path) -> Outcome:
-    """Generate for ``prompt``; write images, ``recipe.json``, A1111 and ComfyUI exports."""
+def run(
+    prompt: str,
+    ctx: PipelineContext,
+    options: GenerateOptions,
+    out_dir: Path,
+    selection: SelectionResult | None = None,
+) -> Outcome:
+    """Generate for ``prompt``; write images, ``recipe.json``, A1111 and ComfyUI exports.
+
+    ``selection``: the selection agent's result for this prompt, made earlier and reused
+    instead of selecting again (the benchmark plans several ways over one selection).
+    """
     from tools.tracing import TraceWriter
 
     tracer = TraceWriter.from_settings(ctx.settings, AGENT)
     tracer.run_start({"prompt": prompt, "options": options.model_dump(mode="json")})
     try:
-        outcome = _run(prompt, ctx, options, Path(out_dir), tracer)
+        outcome = _run(prompt, ctx, options, Path(out_dir), tracer, selection)
     except BaseException as exc:
         tracer.event("run_end", error=exc)
         tracer.close()
@@ -93,11 +105,13 @@ def run(prompt: str, ctx: PipelineContext, options: GenerateOptions, out_dir: Pa
     return outcome.model_copy(update={"trace_path": tracer.path})
 
 
-def _run(prompt: str, ctx: PipelineContext, options: GenerateOptions, out_dir: Path, tracer):
+def _run(
+    prompt: str, ctx: PipelineContext, options: GenerateOptions, out_dir: Path, tracer, selection
+):
     from tools.generation.request import GenerationRequest
 
     with tracer.span("select", {"prompt": prompt}) as span:
-        selection, experts, mode = _choose(prompt, ctx, options)
+        selection, experts, mode = _choose(prompt, ctx, options, selection)
         span["outputs"] = {
             "experts": [e.id for e in experts],
             "mode": mode,
@@ -130,22 +144,38 @@ def _run(prompt: str, ctx: PipelineContext, options: GenerateOptions, out_dir: P
     return _write(out_dir, recipe, result, selection, plan)
 
 
-def _choose(prompt: str, ctx: PipelineContext, options: GenerateOptions):
+def _choose(prompt: str, ctx: PipelineContext, options: GenerateOptions, selection=None):
     """The experts to merge: a fixed list, or the selection agent's (with pins and bans)."""
     from agents.selection.graph import select
 
     graph = ctx.graph
     if options.experts is not None:
         return None, _active(graph, options.experts, ctx), "fixed"
-    selection: SelectionResult = select(prompt, ctx.selection)
+    if selection is None:
+        selection = select(prompt, fresh_selection_context(ctx))
     banned = set(options.banned)
     ids = [i for i in selection.expert_ids if i not in banned]
     ids += [i for i in options.pinned if i not in ids]
     experts = _active(graph, ids, ctx)
-    if options.max_loras is not None:
-        loras = [e for e in experts if e.kind is ExpertKind.PEFT][: options.max_loras]
+    if options.max_loras is not None:  # pinned LoRAs count against the bound but stay
+        pinned = [e for e in experts if e.kind is ExpertKind.PEFT and e.id in options.pinned]
+        others = [e for e in experts if e.kind is ExpertKind.PEFT and e not in pinned]
+        loras = pinned + others[: max(options.max_loras - len(pinned), 0)]
         experts = [e for e in experts if e.kind is ExpertKind.CKPT or e in loras]
     return selection, experts, selection.mode
+
+
+def fresh_selection_context(ctx: PipelineContext) -> SelectionContext:
+    """The selection context with a trace writer of its own: one trace file per run, also
+    when the context serves many prompts (chat, benchmark)."""
+    from dataclasses import replace
+
+    from agents.selection.graph import AGENT as SELECTION
+    from tools.tracing import TraceWriter
+
+    if ctx.selection.tracer is None:
+        return ctx.selection
+    return replace(ctx.selection, tracer=TraceWriter.from_settings(ctx.settings, SELECTION))
 
 
 def _active(graph, ids: Sequence[str], ctx: PipelineContext) -> list[Expert]:
@@ -233,6 +263,8 @@ def _recipe(prompt, ctx, options, experts, plan, mode, notes) -> Recipe:
         base_model=str(ctx.settings.base_model) if ctx.settings.base_model else None,
         checkpoints=checkpoints,
         loras=loras,
+        method=options.method,
+        method_params=options.method_params,
         planner=plan.planner if plan else "none",
         selection_mode=mode,
         demo=demo,
@@ -267,21 +299,34 @@ def merge_plan(recipe: Recipe, base: Path | None = None):
         loras=weighted(recipe.loras),
         method=recipe.method,
         normalize=recipe.normalize,
+        params=recipe.method_params,
         base=base,
     )
 
 
-def _write(out_dir: Path, recipe: Recipe, result, selection, plan) -> Outcome:
+def save_images(images, out_dir: Path, stem: str, parameters: str | None = None) -> list[Path]:
+    """``[N, 3, H, W]`` images in [0, 1] as ``<stem>-<i>.png`` (``parameters``: the A1111
+    prompt text stored in each PNG)."""
     from PIL import Image
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = f"{_slug(recipe.prompt)}-s{recipe.seed}"
     paths = []
-    for i, image in enumerate(result.images):
+    for i, image in enumerate(images):
         path = out_dir / f"{stem}-{i}.png"
         array = (image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-        Image.fromarray(array).save(path, pnginfo=_png_info(to_a1111(recipe)))
+        Image.fromarray(array).save(path, pnginfo=_png_info(parameters) if parameters else None)
         paths.append(path)
+    return paths
+
+
+def image_stem(prompt: str, seed: int) -> str:
+    """The file-name stem of a prompt's images, recipe and exports."""
+    return f"{_slug(prompt)}-s{seed}"
+
+
+def _write(out_dir: Path, recipe: Recipe, result, selection, plan) -> Outcome:
+    stem = image_stem(recipe.prompt, recipe.seed)
+    paths = save_images(result.images, out_dir, stem, to_a1111(recipe))
     recipe = recipe.model_copy(update={"images": [p.name for p in paths]})
     recipe_path = out_dir / f"{stem}.recipe.json"
     _atomic_text(recipe_path, recipe.model_dump_json(indent=2))

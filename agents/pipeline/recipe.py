@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -38,6 +38,7 @@ class Recipe(BaseModel):
     checkpoints: list[RecipeExpert] = Field(default_factory=list)
     loras: list[RecipeExpert] = Field(default_factory=list)
     method: str = "diffgraph"
+    method_params: dict[str, Any] = Field(default_factory=dict)
     normalize: Literal["softmax", "raw"] = "softmax"
     planner: str
     selection_mode: str
