@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "graph.cli",
     "evals.cli",
     "agents.pipeline.cli",
+    "agents.demo.cli",
     "agents.chat.cli",
     "tools.weights.cli",
     "agents.construction.cli",

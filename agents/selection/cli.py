@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -23,6 +23,10 @@ def select_command(
     no_llm: Annotated[
         bool, typer.Option("--no-llm", help="use the no-LLM policy even if an LLM is set")
     ] = False,
+    retriever: Annotated[
+        Literal["description", "autolora", "both"] | None,
+        typer.Option(help="LoRA retrieval (default: selection.retriever)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> None:
     """Choose checkpoints and LoRAs for PROMPT; show the reasons and what was dropped."""
@@ -31,8 +35,11 @@ def select_command(
 
     settings = ctx.obj
     updates = {}
-    if base is not None:
-        updates["selection"] = settings.selection.model_copy(update={"family": base})
+    selection = {"family": base, "retriever": retriever}
+    if any(v is not None for v in selection.values()):
+        updates["selection"] = settings.selection.model_copy(
+            update={k: v for k, v in selection.items() if v is not None}
+        )
     if no_llm:
         updates["llm"] = settings.llm.model_copy(update={"base_url": None, "model": None})
     settings = settings.model_copy(update=updates)

@@ -46,17 +46,24 @@ def build_graph():
 def make_context(
     settings: Settings, graph: UniversalGraph, tracer: TraceWriter | None = None
 ) -> SelectionContext:
-    """The run context from the application settings: chat model (or None) and a trace
-    writer under ``settings.traces_dir``."""
+    """The run context from the application settings: chat model (or None), a trace
+    writer under ``settings.traces_dir`` and, for ``selection.retriever`` ``autolora`` /
+    ``both``, the AutoLoRA weight-embedding retriever."""
     from tools.llm import make_chat_model
     from tools.tracing import TraceWriter
 
+    retriever = None
+    if settings.selection.retriever != "description":
+        from tools.autolora.retrieval import make_retriever
+
+        retriever = make_retriever(settings, graph)
     return SelectionContext(
         graph=graph,
         settings=settings.selection,
         model=make_chat_model(settings.llm),
         llm=settings.llm,
         tracer=tracer or TraceWriter.from_settings(settings, AGENT),
+        lora_retriever=retriever,
     )
 
 

@@ -197,7 +197,9 @@ def find_loras(state: SelectionState, runtime: Runtime[SelectionContext]) -> dic
         requested = {r.id for r in state.get("requested", [])}
         found = [c for c in found if c.id not in requested]
         span["outputs"] = _listing(found)
-    return {"lora_candidates": found}
+    retriever = ctx.lora_retriever if ctx.settings.retriever != "description" else None
+    note = retriever.note if retriever is not None else None
+    return {"lora_candidates": found, "warnings": [note] if note else []}
 
 
 def route_after_retrieval(state: SelectionState) -> Literal["filter", "assemble"]:

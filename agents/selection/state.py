@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypedDict
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -17,7 +17,7 @@ from agents.selection.result import (
     SelectionResult,
     TagMatch,
 )
-from graph.records import ExpertKind
+from graph.records import BaseFamily, Expert, ExpertKind
 from tools.settings import LLMSettings, SelectionSettings
 from tools.tracing import Mode, TraceWriter
 
@@ -93,6 +93,21 @@ class SelectionState(TypedDict, total=False):
     llm_requests: Annotated[int, operator.add]
 
 
+class LoraRetriever(Protocol):
+    """A second LoRA retriever (``selection.retriever`` ``autolora`` / ``both``), e.g.
+    :class:`tools.autolora.retrieval.AutoLoraRetriever`: its vectors share the space of
+    the query embeddings."""
+
+    name: str
+    note: str | None
+
+    def search(
+        self, query: np.ndarray, k: int, family: BaseFamily
+    ) -> list[tuple[Expert, float]]: ...
+
+    def vectors(self, ids: list[str]) -> dict[str, np.ndarray]: ...
+
+
 @dataclass
 class SelectionContext:
     """What the nodes need, built by :func:`agents.selection.graph.make_context` (or a test)."""
@@ -102,3 +117,4 @@ class SelectionContext:
     model: BaseChatModel | None = None
     llm: LLMSettings = field(default_factory=LLMSettings)
     tracer: TraceWriter | None = None
+    lora_retriever: LoraRetriever | None = None

@@ -14,6 +14,7 @@ from typing import TypeVar
 import numpy as np
 
 from agents.prompt_syntax import LoraTag
+from agents.selection.errors import SelectionError
 from agents.selection.state import Candidate, SelectionContext
 from graph.records import Expert, ExpertKind, ExpertStatus
 
@@ -68,25 +69,73 @@ def search(
     kind: ExpertKind,
     prompt_vector: np.ndarray,
 ) -> list[Candidate]:
-    """Top-``k`` active experts of the family and ``kind`` for each query, merged by id."""
+    """Top-``k`` active experts of the family and ``kind`` for each query, merged by id.
+
+    LoRAs are searched by the retrievers ``selection.retriever`` names (descriptions, the
+    context's second LoRA retriever, or both); a candidate keeps its best similarity per
+    query and to the whole prompt.
+    """
     found: dict[str, Candidate] = {}
     family = ctx.settings.family
-    for label, vector in queries.items():
-        hits = _traced(
-            ctx,
-            node,
-            "search_experts",
-            {"query": label, "k": k, "kind": kind.value, "base": family.value},
-            lambda v=vector: ctx.graph.search(v, k, kind=kind, base=family),
-            lambda out: [{"id": e.id, "similarity": round(s, 4)} for e, s in out],
-        )
-        for expert, sim in hits:
-            if expert.base is not family or not expert.is_active:
-                continue  # the index filters these; the guard keeps the promise regardless
-            if expert.id not in found:
-                found[expert.id] = _candidate(expert, {}, prompt_vector, ctx)
-            found[expert.id].matches[label] = round(float(sim), 4)
+    for tool, find, vectors in _retrievers(ctx, kind):
+        hit_ids: list[str] = []
+        for label, vector in queries.items():
+            hits = _traced(
+                ctx,
+                node,
+                tool,
+                {"query": label, "k": k, "kind": kind.value, "base": family.value},
+                lambda v=vector, f=find: f(v, k),
+                lambda out: [{"id": e.id, "similarity": round(s, 4)} for e, s in out],
+            )
+            for expert, sim in hits:
+                if expert.base is not family or not expert.is_active:
+                    continue  # the index filters these; the guard keeps the promise regardless
+                if expert.id not in found:
+                    found[expert.id] = _candidate(expert)
+                matches = found[expert.id].matches
+                matches[label] = max(matches.get(label, -1.0), round(float(sim), 4))
+                hit_ids.append(expert.id)
+        for expert_id, v in vectors(list(dict.fromkeys(hit_ids))).items():
+            candidate = found[expert_id]
+            similarity = round(float(v @ prompt_vector), 4)
+            candidate.prompt_similarity = max(candidate.prompt_similarity, similarity)
     return list(found.values())
+
+
+Finder = Callable[[np.ndarray, int], list[tuple[Expert, float]]]
+
+
+def _retrievers(
+    ctx: SelectionContext, kind: ExpertKind
+) -> list[tuple[str, Finder, Callable[[list[str]], dict[str, np.ndarray]]]]:
+    """(trace name, top-k search, vectors by id) of each retriever used for ``kind``."""
+    family = ctx.settings.family
+    mode = ctx.settings.retriever if kind is ExpertKind.PEFT else "description"
+    found = []
+    if mode in ("description", "both"):
+        found.append(
+            (
+                "search_experts",
+                lambda v, k: ctx.graph.search(v, k, kind=kind, base=family),
+                lambda ids: vectors_of(ctx, ids),
+            )
+        )
+    if mode in ("autolora", "both"):
+        retriever = ctx.lora_retriever
+        if retriever is None:
+            raise SelectionError(
+                f"selection.retriever is {mode!r} but the context has no LoRA retriever. Fix: "
+                "build the context with make_context(settings, graph)"
+            )
+        found.append(
+            (
+                f"search_experts_{retriever.name}",
+                lambda v, k: retriever.search(v, k, family),
+                retriever.vectors,
+            )
+        )
+    return found
 
 
 def vectors_of(ctx: SelectionContext, ids: list[str]) -> dict[str, np.ndarray]:
@@ -132,18 +181,15 @@ def find_tagged_expert(ctx: SelectionContext, node: str, tag: LoraTag) -> tuple[
     )
 
 
-def _candidate(
-    expert: Expert, matches: dict[str, float], prompt_vector: np.ndarray, ctx: SelectionContext
-) -> Candidate:
-    vector = ctx.graph.store.embeddings([expert.id])[0]
+def _candidate(expert: Expert) -> Candidate:
     return Candidate(
         id=expert.id,
         name=expert.name,
         kind=expert.kind,
         description=expert.description,
         trigger_words=expert.trigger_words,
-        matches=matches,
-        prompt_similarity=round(float(vector @ prompt_vector), 4),
+        matches={},
+        prompt_similarity=-1.0,
         demo=expert.demo,
     )
 
