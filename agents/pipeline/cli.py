@@ -42,6 +42,9 @@ def generate(
     guidance: Annotated[float | None, typer.Option(min=0.0, max=50.0)] = None,
     size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT")] = None,
     negative: Annotated[str, typer.Option(help="negative prompt")] = "",
+    fusion: Annotated[
+        str, typer.Option(help="merge (the paper) or gated (AutoLoRA gates in the forward pass)")
+    ] = "merge",
     save_merged: Annotated[
         Path | None, typer.Option(help="also write the merged model as one .safetensors")
     ] = None,
@@ -53,8 +56,11 @@ def generate(
 
     if planner not in ("learned", "equal", "random", "llm"):
         raise DiffGraphError(f"--planner {planner!r}: expected learned, equal, random or llm")
+    if fusion not in ("merge", "gated"):
+        raise DiffGraphError(f"--fusion {fusion!r}: expected merge or gated")
     width, height = parse_size(size)
     options = GenerateOptions(
+        fusion=fusion,
         seed=seed,
         steps=steps,
         guidance=guidance,

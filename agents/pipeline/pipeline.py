@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -48,6 +48,9 @@ class GenerateOptions(BaseModel):
     max_loras: int | None = Field(None, ge=0)
     method: str = Field("diffgraph", description="merge method (tools.weights.methods.REGISTRY)")
     method_params: dict[str, Any] = Field(default_factory=dict, description="its parameters")
+    fusion: Literal["merge", "gated"] = Field(
+        "merge", description="merge: LoRAs merged into the weights; gated: AutoLoRA gates"
+    )
 
 
 @dataclass
@@ -125,7 +128,8 @@ def _run(
         plan = _plan(prompt, ctx, experts, selection)
         span["outputs"] = plan.model_dump(mode="json") if plan else None
     recipe = _recipe(prompt, ctx, options, experts, plan, mode, notes)
-    plan_of_merge = merge_plan(recipe)
+    if options.fusion == "gated":
+        recipe = recipe.model_copy(update={"fusion": "gated"})
     request = GenerationRequest(
         prompts=[prompt if selection is None else selection.text],
         negative_prompt=recipe.negative_prompt,
@@ -138,10 +142,45 @@ def _run(
     )
     triggers = [w for e in recipe.loras for w in e.trigger_words]
     with tracer.span("generate", {"request": request.model_dump(mode="json")}) as span:
-        result = ctx.generator.generate(request, plan_of_merge, trigger_words=triggers)
+        result, fusion_notes = _generate(ctx, recipe, request, triggers, experts)
         span["outputs"] = {"images": int(result.images.shape[0]), "demo": result.demo}
-    recipe = recipe.model_copy(update={"final_prompt": result.prompts[0], "run_id": tracer.run_id})
+    recipe = recipe.model_copy(
+        update={
+            "final_prompt": result.prompts[0],
+            "run_id": tracer.run_id,
+            "notes": recipe.notes + fusion_notes,
+            "demo": recipe.demo or result.demo,
+        }
+    )
     return _write(out_dir, recipe, result, selection, plan)
+
+
+def _generate(ctx: PipelineContext, recipe: Recipe, request, triggers, experts):
+    """Images with the recipe's merge, or with its LoRAs fused by AutoLoRA's gates."""
+    if recipe.fusion == "merge":
+        return ctx.generator.generate(request, merge_plan(recipe), trigger_words=triggers), []
+    from tools.autolora.generate import generate_gated
+    from tools.autolora.paths import fusion_path
+
+    checkpoints = merge_plan(recipe.model_copy(update={"loras": []}))
+    by_id = {e.id: e for e in experts}
+    loras = [by_id[e.expert_id] for e in recipe.loras]
+    gates = fusion_path(ctx.settings)
+    note = (
+        f"LoRAs fused in the forward pass by AutoLoRA gates ({gates})"
+        if gates.is_file()
+        else "LoRAs fused by untrained AutoLoRA gates (plain sum + global LoRA): train them "
+        "with `diffgraph train-autolora fusion`"
+    )
+    result = generate_gated(
+        ctx.generator,
+        request,
+        loras,
+        gates if gates.is_file() else None,
+        checkpoint_plan=checkpoints,
+        trigger_words=triggers,
+    )
+    return result, [note, "A1111 / ComfyUI exports approximate gated fusion by a plain merge"]
 
 
 def _choose(prompt: str, ctx: PipelineContext, options: GenerateOptions, selection=None):

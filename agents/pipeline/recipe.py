@@ -40,6 +40,7 @@ class Recipe(BaseModel):
     method: str = "diffgraph"
     method_params: dict[str, Any] = Field(default_factory=dict)
     normalize: Literal["softmax", "raw"] = "softmax"
+    fusion: Literal["merge", "gated"] = "merge"
     planner: str
     selection_mode: str
     demo: bool = False

@@ -168,3 +168,17 @@ def test_generate_cli(world, tmp_path, monkeypatch, tiny_sd15_files):
         assert any(k.startswith("model.diffusion_model.") for k in merged.keys())  # noqa: SIM118
     bad = CliRunner().invoke(app, ["generate", "x", "--size", "big"])
     assert bad.exit_code == 2 and "WIDTHxHEIGHT" in bad.stderr
+
+
+def test_gated_fusion_leaves_the_pipeline_as_it_was(world, tmp_path):
+    before = {k: v.clone() for k, v in world.generator.pipe.unet.state_dict().items()}
+    out = run(
+        "a portrait of a woman with red hair, watercolor", world, options(fusion="gated"), tmp_path
+    )
+    assert out.recipe.fusion == "gated" and len(out.recipe.loras) == 2
+    assert any("untrained AutoLoRA gates" in n for n in out.recipe.notes)
+    assert out.image_paths[0].is_file()
+    after = world.generator.pipe.unet.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    hooks = [m for m in world.generator.pipe.unet.modules() if m._forward_hooks]
+    assert not hooks
