@@ -165,3 +165,142 @@ def _print(report) -> None:
             f"LLM judge: mean {report.judge_mean:.3f} (normalised 0-1) over "
             f"{len(report.judge)} selections"
         )
+
+
+def _csv(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _pairs(values: list[str], flag: str, example: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key.strip() or not rest.strip():
+            raise DiffGraphError(f"{flag} {value!r}: expected {example}")
+        pairs.append((key.strip(), rest.strip()))
+    return pairs
+
+
+@eval_app.command("benchmark")
+def benchmark(
+    ctx: typer.Context,
+    prompts: Annotated[Path, typer.Option(help="prompt file (.txt lines or .jsonl)")],
+    n: Annotated[int | None, typer.Option("--n", min=1, help="first N prompts")] = None,
+    methods: Annotated[
+        str | None, typer.Option(help="comma-separated rows, or 'all' (default: Table 1)")
+    ] = None,
+    ablations: Annotated[
+        str | None, typer.Option(help="comma-separated ablation rows, or 'all'")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="folder for tables, gallery, images")] = Path(
+        "benchmark"
+    ),
+    seed: Annotated[int, typer.Option(min=0, help="prompt i uses seed + i in every row")] = 0,
+    size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, max=500)] = None,
+    images: Annotated[int, typer.Option(min=1, max=16, help="images per prompt and row")] = 1,
+    fixed_experts: Annotated[
+        str | None, typer.Option(help="'Ours fixed' expert ids (comma-separated)")
+    ] = None,
+    planner_checkpoint: Annotated[
+        list[str] | None, typer.Option(help="VARIANT=PATH, e.g. full=planner.safetensors")
+    ] = None,
+    train_steps: Annotated[
+        int | None,
+        typer.Option(min=1, help="train planner variants without a checkpoint (synthetic reward)"),
+    ] = None,
+    metrics: Annotated[str | None, typer.Option(help="comma-separated metrics")] = None,
+    demo_scorers: Annotated[
+        bool, typer.Option("--demo-scorers", help="tiny random scorers (demo)")
+    ] = False,
+    merge_param: Annotated[
+        list[str] | None, typer.Option(help="METHOD.KEY=VALUE, e.g. ties.density=0.3")
+    ] = None,
+    embed_images: Annotated[
+        bool, typer.Option("--embed-images", help="images inside the gallery page")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Every method on the same prompts and seeds, scored: the paper's Table 1 and ablations."""
+    from agents.pipeline.cli import parse_size
+    from evals.benchmark import BenchmarkOptions, run_benchmark
+    from evals.methods import REGISTRY
+    from graph.prompts import read_prompts
+    from tools.weights.plan import parse_param
+
+    def rows(value: str | None, kind: str) -> list[str] | None:
+        if value == "all":
+            return [name for name, m in REGISTRY.items() if m.kind == kind]
+        return _csv(value)
+
+    params: dict[str, dict] = {}
+    for key, value in _pairs(merge_param or [], "--merge-param", "METHOD.KEY=VALUE"):
+        method, _, name = key.partition(".")
+        if not name:
+            raise DiffGraphError(f"--merge-param {key}={value}: expected METHOD.KEY=VALUE")
+        params.setdefault(method, {}).update([parse_param(f"{name}={value}")])
+    width, height = parse_size(size)
+    chosen = {
+        "methods": rows(methods, "method"),
+        "ablations": rows(ablations, "ablation"),
+        "fixed_experts": _csv(fixed_experts),
+        "metrics": _csv(metrics),
+    }
+    options = BenchmarkOptions(
+        **{k: v for k, v in chosen.items() if v is not None},
+        seed=seed,
+        width=width,
+        height=height,
+        steps=steps,
+        images=images,
+        planner_checkpoints={
+            k: Path(v)
+            for k, v in _pairs(planner_checkpoint or [], "--planner-checkpoint", "VARIANT=PATH")
+        },
+        train_steps=train_steps,
+        demo_scorers=demo_scorers,
+        merge_params=params,
+        embed_images=embed_images,
+    )
+    report = run_benchmark(ctx.obj, read_prompts(prompts, limit=n), options, out)
+    if as_json:
+        print_json(report)
+        return
+    _print_benchmark(report, out)
+
+
+def _print_benchmark(report, out: Path) -> None:
+    from evals.benchmark import METRIC_LABELS, format_mean, metric_columns
+
+    if report.demo:
+        console.print("[bold yellow]DEMO RUN[/]: parts ran on demo backends; numbers mean nothing")
+    for key, value in report.backends.items():
+        console.print(f"  {key}: {value}")
+    for metric, why in report.unavailable_metrics.items():
+        console.print(f"  [red]{metric} not scored[/]: {why}")
+    columns = metric_columns(report)
+    for kind, title in (("method", "Methods (Table 1)"), ("ablation", "Ablations")):
+        rows = [m for m in report.methods if m.kind == kind]
+        if rows:
+            print_table(
+                f"{title}: mean per image over {len(report.prompts)} prompts",
+                ["row", "images", *(METRIC_LABELS.get(m, m) for m in columns)],
+                [
+                    (
+                        m.label + (" (demo)" if m.demo else ""),
+                        m.images,
+                        *(format_mean(m, c) for c in columns),
+                    )
+                    for m in rows
+                ],
+            )
+    for m in report.methods:
+        for problem in ([m.unavailable] if m.unavailable else []) + m.errors:
+            console.print(f"  [red]{m.label}[/]: {problem}")
+    for note in report.notes:
+        console.print(f"  {note}")
+    console.print(
+        "tables: "
+        + ", ".join(str(out / report.files[k]) for k in ("markdown", "json"))
+        + f"; gallery: {out / report.files['gallery']}"
+    )

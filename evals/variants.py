@@ -1,0 +1,155 @@
+"""Planners of the benchmark's learned rows: the full planner and its ablation variants.
+
+Each variant is a set of :class:`planner.config.PlannerConfig` switches (paper §4). Its
+planner comes from a checkpoint (given per variant; the full planner defaults to
+``planner.checkpoint``) or, when asked, from a short REINFORCE run on the synthetic reward
+over this graph's experts. That reward is a hidden random function of the prompt and the
+expert's description (``planner.envs.synthetic``), not image quality: such planners are
+demo planners, and every row they make says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from evals.errors import BenchmarkError
+
+if TYPE_CHECKING:
+    from graph.records import Expert
+    from graph.universal import UniversalGraph
+    from planner.planners import Planner
+    from tools.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# variant name → the PlannerConfig switches that make it
+VARIANTS: dict[str, dict[str, str]] = {
+    "full": {"expert_features": "description", "edge_features": "calibration"},
+    "no-registration": {"expert_features": "zero", "edge_features": "calibration"},
+    "no-calibration": {"expert_features": "description", "edge_features": "none"},
+    "learnable-experts": {"expert_features": "learnable", "edge_features": "calibration"},
+    "learnable-edges": {"expert_features": "description", "edge_features": "learnable"},
+    "parameters": {"expert_features": "parameters", "edge_features": "calibration"},
+}
+
+
+@dataclass
+class VariantPlanner:
+    """A loaded planner and where it came from (said in the benchmark's output)."""
+
+    planner: Planner
+    source: str
+    demo: bool
+
+
+def load_variant(
+    variant: str,
+    settings: Settings,
+    graph: UniversalGraph,
+    pool: Sequence[Expert],
+    checkpoint: Path | None,
+    train_steps: int | None,
+    train_prompts: Sequence[str],
+    out_dir: Path,
+) -> VariantPlanner:
+    """The planner of ``variant``: from ``checkpoint`` (the full planner: default
+    ``planner.checkpoint``), else trained ``train_steps`` steps on the synthetic reward over
+    ``pool``; raises :class:`BenchmarkError` when neither is possible."""
+    from planner.loading import checkpoint_path, load_learned
+
+    if variant not in VARIANTS:
+        raise BenchmarkError(f"unknown planner variant {variant!r}: expected {list(VARIANTS)}")
+    if checkpoint is None and variant == "full" and checkpoint_path(settings).is_file():
+        checkpoint = checkpoint_path(settings)
+    if checkpoint is None:
+        if not train_steps:
+            default = " (or set planner.checkpoint)" if variant == "full" else ""
+            raise BenchmarkError(
+                f"no planner checkpoint for the {variant!r} variant: give one with "
+                f"--planner-checkpoint {variant}=PATH{default}, or --train-steps N to train "
+                "one briefly on the synthetic reward (demo)"
+            )
+        checkpoint = out_dir / f"{variant}.safetensors"
+        _train(variant, settings, graph, pool, train_steps, train_prompts, checkpoint)
+        source = f"trained {train_steps} steps here on the synthetic reward: {checkpoint}"
+    else:
+        source = f"checkpoint {checkpoint}"
+    planner = load_learned(settings, graph, checkpoint)
+    config = planner.model.config
+    found = {"expert_features": config.expert_features, "edge_features": config.edge_features}
+    if found != VARIANTS[variant]:
+        raise BenchmarkError(
+            f"planner checkpoint {checkpoint} has {found}, but the {variant!r} variant needs "
+            f"{VARIANTS[variant]}: give the checkpoint trained for that variant"
+        )
+    planner.name = variant
+    if planner.synthetic:
+        source += " (synthetic reward: demo, not image quality)"
+    elif planner.demo:
+        source += " (trained on demo backends)"
+    return VariantPlanner(planner, source, planner.demo)
+
+
+def _featurizer(settings: Settings, graph: UniversalGraph, config):
+    """Expert features from the weights, for training the parameter-based planner only."""
+    if config.expert_features != "parameters":
+        return None
+    from planner.param_features import ParameterFeaturizer
+
+    return ParameterFeaturizer(
+        lambda ids: graph.experts(ids=list(ids)),
+        dim=config.feature_dim,
+        allow_pickle=settings.allow_pickle,
+    )
+
+
+def _train(
+    variant: str,
+    settings: Settings,
+    graph: UniversalGraph,
+    pool: Sequence[Expert],
+    steps: int,
+    prompts: Sequence[str],
+    checkpoint: Path,
+) -> None:
+    """A short REINFORCE run of ``variant`` on the synthetic reward over this graph."""
+    from planner.config import PlannerConfig
+    from planner.envs.synthetic import HiddenUsefulness, SyntheticEnv, SyntheticWorld
+    from planner.loading import embed_prompts
+    from planner.trainer import Trainer
+
+    if not pool:
+        raise BenchmarkError(
+            "no active expert with local weights in the graph: nothing to train the planner on"
+        )
+    arrays = graph.store.arrays()
+    seed = settings.planner.seed
+    world = SyntheticWorld(arrays, HiddenUsefulness.random(arrays.expert_x.shape[1], seed))
+    env = SyntheticEnv(world, selector=_pool_selector(pool))
+    train = embed_prompts(graph.embedder, prompts)
+    config = PlannerConfig(feature_dim=arrays.expert_x.shape[1], **VARIANTS[variant])
+    featurizer = _featurizer(settings, graph, config)
+    run = settings.planner.model_copy(update={"steps": steps, "checkpoint_every": steps})
+    checkpoint.unlink(missing_ok=True)
+    log.info("training the %s planner %d steps on the synthetic reward", variant, steps)
+    Trainer.start(env, train, run, checkpoint, config, featurizer).run(steps)
+
+
+def _pool_selector(pool: Sequence[Expert], k_ckpt: int = 3, k_lora: int = 5):
+    """Per prompt (seeded by its text) a random mix of the pool's checkpoints and LoRAs."""
+    ckpts = [e.id for e in pool if e.kind.value == "ckpt"]
+    loras = [e.id for e in pool if e.kind.value == "peft"]
+
+    def select(prompt) -> list[str]:
+        rng = random.Random(hashlib.sha256(prompt.text.encode()).digest())
+        return rng.sample(ckpts, min(k_ckpt, len(ckpts))) + rng.sample(
+            loras, min(k_lora, len(loras))
+        )
+
+    return select
