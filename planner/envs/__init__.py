@@ -1,0 +1,1 @@
+"""Reward environments for REINFORCE: synthetic (known optimum) and real (generate + score)."""
