@@ -34,12 +34,60 @@ DIM = 384
 METRICS = ("aesthetic", "clip_score", "hps_v21", "image_reward", "pick_score")
 
 
+PROMPTS = Path("/work/shared/data/prompts")
+LOCAL_PROMPTS = Path(__file__).resolve().parent.parent / "agents" / "demo" / "prompts.jsonl"
+
+
 def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Uniform on the sphere: the worst case for HNSW (every point nearly equidistant)."""
     x = rng.standard_normal((n, DIM)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def build(root: Path, n_experts: int, n_refs: int, edges_per_expert: int) -> dict[str, float]:
+def _phrases() -> list[str]:
+    """Comma phrases of real DiffusionDB prompts (the shared data set, else the demo's)."""
+    from graph.prompts import read_prompts
+
+    source = PROMPTS / "diffusiondb_train.jsonl"
+    prompts = read_prompts(source if source.is_file() else LOCAL_PROMPTS)
+    return sorted({p.strip() for text in prompts for p in text.split(",") if len(p.strip()) > 3})
+
+
+def embeddings(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    """``random`` vectors, or MiniLM embeddings of ``n`` skill descriptions made of three
+    phrases of real prompts each (the geometry real expert nodes have)."""
+    if kind == "random":
+        return unit(rng, n)
+    from graph.embedding import Embedder
+
+    phrases = _phrases()
+    picks = rng.integers(0, len(phrases), (n, 3))
+    texts = [", ".join(phrases[i] for i in row) for row in picks]
+    return Embedder().embed(texts, batch_size=256)
+
+
+def queries(rng: np.random.Generator, n: int, kind: str) -> np.ndarray:
+    """Random vectors, or MiniLM embeddings of real held-out prompts."""
+    if kind == "random":
+        return unit(rng, n)
+    from graph.embedding import Embedder
+    from graph.prompts import read_prompts
+
+    source = PROMPTS / "diffusiondb_val.jsonl"
+    texts = read_prompts(source if source.is_file() else LOCAL_PROMPTS, limit=n)
+    return Embedder().embed(texts)
+
+
+EMBEDDINGS = {
+    "minilm": "MiniLM embeddings of descriptions made of three phrases of real DiffusionDB "
+    "prompts; queries: real held-out DiffusionDB prompts",
+    "random": "uniform random unit vectors, the worst case for HNSW; random queries",
+}
+
+
+def build(
+    root: Path, n_experts: int, n_refs: int, edges_per_expert: int, kind: str
+) -> dict[str, float]:
     rng = np.random.default_rng(0)
     kinds = [ExpertKind.CKPT, ExpertKind.PEFT, ExpertKind.PEFT, ExpertKind.PEFT]
     bases = list(BaseFamily)
@@ -61,7 +109,7 @@ def build(root: Path, n_experts: int, n_refs: int, edges_per_expert: int) -> dic
             (ReferencePrompt(id=f"ref-{j}", text=f"reference prompt {j}"), v)
             for j, v in enumerate(unit(rng, n_refs))
         )
-        store.add_experts(zip(experts, unit(rng, n_experts), strict=True))
+        store.add_experts(zip(experts, embeddings(rng, n_experts, kind), strict=True))
         refs = rng.integers(0, n_refs, (n_experts, edges_per_expert))
         scores = rng.random((n_experts, edges_per_expert, len(METRICS)))
         store.set_calibrations(
@@ -83,7 +131,7 @@ def build(root: Path, n_experts: int, n_refs: int, edges_per_expert: int) -> dic
     return {"build_s": built, "index_s": indexed, "edges": edges}
 
 
-def measure(root: Path, searches: int, adds: int) -> dict[str, object]:
+def measure(root: Path, searches: int, adds: int, kind: str) -> dict[str, object]:
     rng = np.random.default_rng(1)
     gc.collect()
     t0 = time.perf_counter()
@@ -95,11 +143,11 @@ def measure(root: Path, searches: int, adds: int) -> dict[str, object]:
     config = GraphConfig(data_dir=root)
     with UniversalGraph(config) as graph:
         graph.index.ensure_fresh()
-        queries = unit(rng, searches)
+        queries_x = queries(rng, searches, kind)
         filters = {"kind": ExpertKind.PEFT, "base": BaseFamily.SD15}
-        graph.index.query(queries[0], 10, **filters)  # warm-up
+        graph.index.query(queries_x[0], 10, **filters)  # warm-up
         chroma, brute, agree = [], [], []
-        for q in queries:
+        for q in queries_x:
             t = time.perf_counter()
             hits = graph.index.query(q, 10, **filters)
             chroma.append(time.perf_counter() - t)
@@ -139,13 +187,14 @@ def main() -> None:
     parser.add_argument("--edges-per-expert", type=int, default=10)
     parser.add_argument("--searches", type=int, default=200)
     parser.add_argument("--adds", type=int, default=100)
+    parser.add_argument("--embeddings", choices=("minilm", "random"), default="minilm")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        built = build(root, args.experts, args.refs, args.edges_per_expert)
-        m = measure(root, args.searches, args.adds)
+        built = build(root, args.experts, args.refs, args.edges_per_expert, args.embeddings)
+        m = measure(root, args.searches, args.adds, args.embeddings)
 
     def p(values, q):
         return f"{np.percentile(values, q):.2f}"
@@ -170,10 +219,11 @@ def main() -> None:
     ]
     ratio = np.median(m["numpy_ms"]) / np.median(m["chroma_ms"])
     body = (
-        f"Synthetic graph: {args.experts:,} experts (384-d unit embeddings; kinds ckpt/peft, "
+        f"Synthetic graph: {args.experts:,} experts ({EMBEDDINGS[args.embeddings]}; "
+        "kinds ckpt/peft, "
         f"families sd15/sdxl/flux1, 10 % deprecated), {args.refs} reference prompts, "
         f"{built['edges']:,} calibration edges × {len(METRICS)} metrics. Filter: kind=peft, "
-        f"base=sd15, status=active ({args.searches} random queries). Build "
+        f"base=sd15, status=active ({args.searches} queries). Build "
         f"{built['build_s']:.1f} s, Chroma index build {built['index_s']:.1f} s.\n\n"
         + table(["measure", "figure", "target"], rows)
         + f"\n\nChroma vs numpy brute force: {ratio:.1f}× faster at p50; Chroma top-10 "

@@ -10,9 +10,7 @@ demo planners, and every row they make says so.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,19 +94,6 @@ def load_variant(
     return VariantPlanner(planner, source, planner.demo)
 
 
-def _featurizer(settings: Settings, graph: UniversalGraph, config):
-    """Expert features from the weights, for training the parameter-based planner only."""
-    if config.expert_features != "parameters":
-        return None
-    from planner.param_features import ParameterFeaturizer
-
-    return ParameterFeaturizer(
-        lambda ids: graph.experts(ids=list(ids)),
-        dim=config.feature_dim,
-        allow_pickle=settings.allow_pickle,
-    )
-
-
 def _train(
     variant: str,
     settings: Settings,
@@ -119,37 +104,24 @@ def _train(
     checkpoint: Path,
 ) -> None:
     """A short REINFORCE run of ``variant`` on the synthetic reward over this graph."""
-    from planner.config import PlannerConfig
-    from planner.envs.synthetic import HiddenUsefulness, SyntheticEnv, SyntheticWorld
-    from planner.loading import embed_prompts
-    from planner.trainer import Trainer
+    from planner.training import train_planner
 
     if not pool:
         raise BenchmarkError(
             "no active expert with local weights in the graph: nothing to train the planner on"
         )
-    arrays = graph.store.arrays()
-    seed = settings.planner.seed
-    world = SyntheticWorld(arrays, HiddenUsefulness.random(arrays.expert_x.shape[1], seed))
-    env = SyntheticEnv(world, selector=_pool_selector(pool))
-    train = embed_prompts(graph.embedder, prompts)
-    config = PlannerConfig(feature_dim=arrays.expert_x.shape[1], **VARIANTS[variant])
-    featurizer = _featurizer(settings, graph, config)
-    run = settings.planner.model_copy(update={"steps": steps, "checkpoint_every": steps})
+    run = settings.model_copy(
+        update={"planner": settings.planner.model_copy(update={"checkpoint_every": steps})}
+    )
     checkpoint.unlink(missing_ok=True)
     log.info("training the %s planner %d steps on the synthetic reward", variant, steps)
-    Trainer.start(env, train, run, checkpoint, config, featurizer).run(steps)
-
-
-def _pool_selector(pool: Sequence[Expert], k_ckpt: int = 3, k_lora: int = 5):
-    """Per prompt (seeded by its text) a random mix of the pool's checkpoints and LoRAs."""
-    ckpts = [e.id for e in pool if e.kind.value == "ckpt"]
-    loras = [e.id for e in pool if e.kind.value == "peft"]
-
-    def select(prompt) -> list[str]:
-        rng = random.Random(hashlib.sha256(prompt.text.encode()).digest())
-        return rng.sample(ckpts, min(k_ckpt, len(ckpts))) + rng.sample(
-            loras, min(k_lora, len(loras))
-        )
-
-    return select
+    train_planner(
+        run,
+        graph,
+        prompts,
+        env="graph",
+        steps=steps,
+        path=checkpoint,
+        experts=[e.id for e in pool],
+        **VARIANTS[variant],
+    )

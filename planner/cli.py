@@ -101,8 +101,11 @@ def train_command(
     ],
     steps: Annotated[int | None, typer.Option(help="total steps (default: planner.steps)")] = None,
     env: Annotated[
-        Literal["real", "synthetic"],
-        typer.Option(help="real: generate + score; synthetic: demo world with known optimum"),
+        Literal["real", "synthetic", "graph"],
+        typer.Option(
+            help="real: generate + score; synthetic: demo world with known optimum; graph: "
+            "the synthetic reward over this graph's own experts"
+        ),
     ] = "synthetic",
     out: Annotated[
         Path | None, typer.Option(help="checkpoint to write (default: planner.checkpoint)")

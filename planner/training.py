@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from graph.universal import UniversalGraph
     from tools.settings import Settings
 
-EnvKind = Literal["real", "synthetic"]
+EnvKind = Literal["real", "synthetic", "graph"]
 
 
 def train_planner(
@@ -38,9 +38,11 @@ def train_planner(
     """Train (or, with ``resume``, continue) the planner at ``path`` up to ``steps`` steps.
 
     ``synthetic``: the bundled demo experts over the first ``refs`` prompts as reference
-    prompts, trained on the rest. ``real``: generate with ``settings.base_model`` and score
-    with ``settings.scorers`` over the graph's experts (``experts``, else the selection
-    agent's choice per prompt).
+    prompts, trained on the rest. ``graph``: the synthetic reward (a hidden function of
+    prompt and expert features) over this graph's own experts and calibration edges, each
+    prompt planning over a random mix of ``experts`` (default: the active ones). ``real``:
+    generate with ``settings.base_model`` and score with ``settings.scorers`` over the
+    graph's experts (``experts``, else the selection agent's choice per prompt).
     """
     path = path or checkpoint_path(settings)
     environment, train = reward_env(env, settings, graph, prompts, refs, experts)
@@ -72,6 +74,9 @@ def reward_env(
         return real_env(settings, graph, experts), embed_prompts(graph.embedder, prompts)
     from planner.envs.synthetic import SyntheticEnv, SyntheticWorld
 
+    if env == "graph":
+        return graph_env(settings, graph, experts), embed_prompts(graph.embedder, prompts)
+
     if len(prompts) <= refs:
         raise PlannerError(
             f"{len(prompts)} prompts: the synthetic world takes the first {refs} as reference "
@@ -86,3 +91,19 @@ def reward_env(
         )
     selector = fixed_selector(experts) if experts else None
     return SyntheticEnv(world, selector), embed_prompts(graph.embedder, prompts[refs:])
+
+
+def graph_env(settings: Settings, graph: UniversalGraph, pool: Sequence[str] | None = None):
+    """The synthetic reward over this graph's experts: planners trained on it fit the
+    graph's own calibration metrics (a demo reward: it is not image quality)."""
+    from graph.records import ExpertStatus
+    from planner.envs.synthetic import HiddenUsefulness, SyntheticEnv, SyntheticWorld
+
+    arrays = graph.store.arrays()
+    if pool is None:
+        pool = [e.id for e in graph.store.experts(status=ExpertStatus.ACTIVE)]
+    if not pool:
+        raise PlannerError("the graph has no active experts: nothing to train the planner on")
+    usefulness = HiddenUsefulness.random(arrays.expert_x.shape[1], settings.planner.seed)
+    world = SyntheticWorld(arrays, usefulness)
+    return SyntheticEnv(world, selector=lambda prompt: world.select(prompt, pool=pool))

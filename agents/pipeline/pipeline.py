@@ -282,7 +282,7 @@ def _recipe(prompt, ctx, options, experts, plan, mode, notes) -> Recipe:
     checkpoints = [item(by_id[i]) for i in planned if by_id[i].kind is ExpertKind.CKPT]
     loras = [item(by_id[i]) for i in planned if by_id[i].kind is ExpertKind.PEFT]
     width, height = _size(ctx, options)
-    demo = ctx.generator.demo or any(e.demo for e in experts) or bool(plan and plan.synthetic)
+    demo = ctx.generator.demo or any(e.demo for e in experts) or bool(plan and plan.demo)
     if ctx.generator.demo:
         notes.append("images come from a demo pipeline with tiny random weights")
     if mode == "no-llm":

@@ -191,18 +191,26 @@ class SyntheticWorld:
         expert_x = torch.from_numpy(self.arrays.expert_x[[rows[i] for i in expert_ids]])
         return self.usefulness(prompt_x, expert_x)
 
-    def select(self, prompt: TrainPrompt, k_ckpt: int = 3, k_lora: int = 5) -> list[str]:
-        """A random mix of checkpoints and LoRAs, fixed per prompt text (seeded by its hash).
+    def select(
+        self,
+        prompt: TrainPrompt,
+        k_ckpt: int = 3,
+        k_lora: int = 5,
+        pool: Sequence[str] | None = None,
+    ) -> list[str]:
+        """A random mix of checkpoints and LoRAs (of ``pool``, default every expert), fixed
+        per prompt text (seeded by its hash).
 
         Unlike top-k retrieval this leaves useful and useless experts side by side, the
         situation the planner has to sort out when selection is imperfect.
         """
         seed = int.from_bytes(hashlib.sha1(prompt.text.encode()).digest()[:8], "little")
         generator = torch.Generator().manual_seed(seed)
+        candidates = self.arrays.expert_ids if pool is None else list(pool)
         chosen = []
         for kind, k in (("ckpt", k_ckpt), ("peft", k_lora)):
-            pool = [i for i in self.arrays.expert_ids if self._kinds[i] == kind]
-            chosen += [pool[j] for j in torch.randperm(len(pool), generator=generator)[:k]]
+            of_kind = [i for i in candidates if self._kinds[i] == kind]
+            chosen += [of_kind[j] for j in torch.randperm(len(of_kind), generator=generator)[:k]]
         return chosen
 
 

@@ -168,7 +168,7 @@ def _from_folder(folder: Path, family: BaseFamily, dtype: torch.dtype):
         else {}
     )
     try:
-        return cls.from_pretrained(folder, torch_dtype=dtype, local_files_only=True, **extra)
+        return cls.from_pretrained(folder, dtype=dtype, local_files_only=True, **extra)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load diffusers folder {folder}: {exc}") from exc
 
@@ -188,15 +188,15 @@ def _from_single_file(path: Path, family: BaseFamily, dtype: torch.dtype, config
             if config is None:
                 raise ModelLoadError(_config_fix(path, family))
             transformer = diffusers.FluxTransformer2DModel.from_single_file(
-                str(path), config=config, subfolder="transformer", torch_dtype=dtype,
+                str(path), config=config, subfolder="transformer", dtype=dtype,
                 local_files_only=True,
             )  # fmt: skip
             return cls.from_pretrained(
-                config, transformer=transformer, torch_dtype=dtype, local_files_only=True
+                config, transformer=transformer, dtype=dtype, local_files_only=True
             )
         extra = {"safety_checker": None} if family == BaseFamily.SD15 else {}
         return cls.from_single_file(
-            str(path), config=config, torch_dtype=dtype, local_files_only=True, **extra
+            str(path), config=config, dtype=dtype, local_files_only=True, **extra
         )
     except ModelLoadError:
         raise

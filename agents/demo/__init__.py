@@ -1,0 +1,1 @@
+"""The demo: the whole system end to end on embedded defaults (demo backends)."""
