@@ -30,20 +30,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROMPTS = Path(__file__).with_name("prompts.jsonl")
-REFERENCE_PROMPTS = 8
-PLANNER_STEPS = 60
 CHAT_PROMPTS = (46, 87, 91)  # rows of prompts.jsonl the scripted session starts from
-BENCHMARK_PROMPTS = 3
 
 
 class DemoError(DiffGraphError):
     """A demo stage failed."""
 
 
+@dataclass(frozen=True)
+class DemoConfig:
+    """How much the demo does (the defaults finish in a few minutes on 2 CPU cores)."""
+
+    reference_prompts: int = 8
+    max_experts: int = 100
+    planner_steps: int = 60
+    benchmark_prompts: int = 3
+    ablations: bool = True
+
+
 @dataclass
 class DemoReport:
     """Where everything went and what ran on demo backends."""
 
+    config: DemoConfig
     out_dir: Path
     data_dir: Path
     base_model: Path
@@ -77,13 +86,19 @@ def chat_script(prompts: list[str]) -> list[str]:
 
 
 def run_demo(
-    settings: Settings, out_dir: Path, say: Callable[[str], None] = log.info
+    settings: Settings,
+    out_dir: Path,
+    say: Callable[[str], None] = log.info,
+    config: DemoConfig | None = None,
 ) -> DemoReport:
     """Run every stage; ``say`` reports progress (the CLI prints it)."""
     prompts = demo_prompts()
     settings = _demo_settings(settings)
     report = DemoReport(
-        out_dir=Path(out_dir), data_dir=settings.data_dir, base_model=settings.base_model
+        config=config or DemoConfig(),
+        out_dir=Path(out_dir),
+        data_dir=settings.data_dir,
+        base_model=settings.base_model,
     )
     stages = (
         ("base model", _base_model),
@@ -170,10 +185,11 @@ def _reference_prompts(settings: Settings, prompts, report: DemoReport, say) -> 
     from tools.calibration.reference import pick_reference_prompts
 
     with UniversalGraph(settings.graph) as graph:
-        if len(graph.store.reference_prompts()) >= REFERENCE_PROMPTS:
+        wanted = report.config.reference_prompts
+        if len(graph.store.reference_prompts()) >= wanted:
             say(f"  {len(graph.store.reference_prompts())} reference prompts already in the graph")
             return
-        picked = pick_reference_prompts(prompts, REFERENCE_PROMPTS, graph.embedder)
+        picked = pick_reference_prompts(prompts, wanted, graph.embedder)
         graph.add_reference_prompts(picked)
     say(
         f"  {len(picked)} reference prompts (k-means medoids of {len(prompts)} DiffusionDB prompts)"
@@ -199,7 +215,7 @@ def _crawl(settings: Settings, prompts, report: DemoReport, say) -> None:
         request = CrawlRequest(
             source="demo",
             base=BaseFamily.SD15,
-            max_experts=100,
+            max_experts=report.config.max_experts,
             platform_url=platform.url,
             time_budget_s=1800,
         )
@@ -240,7 +256,7 @@ def _train_planner(settings: Settings, prompts, report: DemoReport, say) -> None
             graph,
             prompts,
             env="graph",
-            steps=PLANNER_STEPS,
+            steps=report.config.planner_steps,
             path=path,
             resume=path.is_file(),
         )
@@ -275,7 +291,7 @@ def _benchmark(settings: Settings, prompts, report: DemoReport, say) -> None:
     out = report.out_dir / "benchmark"
     prompt_file = out / "prompts.txt"
     out.mkdir(parents=True, exist_ok=True)
-    prompt_file.write_text("\n".join(prompts[-BENCHMARK_PROMPTS:]) + "\n")
+    prompt_file.write_text("\n".join(prompts[-report.config.benchmark_prompts :]) + "\n")
     env = {
         **os.environ,
         "DIFFGRAPH_DATA_DIR": str(settings.data_dir),
@@ -296,12 +312,10 @@ def _benchmark(settings: Settings, prompts, report: DemoReport, say) -> None:
         "64x64",
         "--steps",
         "8",
-        "--ablations",
-        "all",
-        "--train-steps",
-        str(PLANNER_STEPS // 2),
         "--json",
     ]
+    if report.config.ablations:
+        command += ["--ablations", "all", "--train-steps", str(report.config.planner_steps // 2)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise DemoError(f"the benchmark stage failed: {done.stderr.strip()[-2000:]}")
@@ -325,4 +339,5 @@ def _demo_parts(settings: Settings, report: DemoReport) -> list[str]:
 def _write_report(report: DemoReport) -> None:
     report.out_dir.mkdir(parents=True, exist_ok=True)
     data = {k: (str(v) if isinstance(v, Path) else v) for k, v in report.__dict__.items()}
+    data["config"] = report.config.__dict__
     (report.out_dir / "demo-report.json").write_text(json.dumps(data, indent=2, default=str))

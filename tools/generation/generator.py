@@ -17,6 +17,7 @@ import torch
 from graph.records import BaseFamily
 from tools.generation.errors import GenerationError
 from tools.generation.loading import MERGE_COMPONENTS, LoadedPipeline, load_pipeline
+from tools.generation.long_prompts import long_prompt_embeds, needs_windows
 from tools.generation.request import GenerationRequest
 from tools.generation.triggers import TriggerMode, with_trigger_words
 
@@ -193,6 +194,12 @@ class Generator:
         }
         if self.family != BaseFamily.FLUX1:
             kwargs["negative_prompt"] = [request.negative_prompt] * len(prompts)
+        if self.family == BaseFamily.SD15 and needs_windows(
+            self.pipe.tokenizer, [*prompts, request.negative_prompt]
+        ):
+            embeds, negative = long_prompt_embeds(self.pipe, prompts, kwargs.pop("negative_prompt"))
+            del kwargs["prompt"]
+            kwargs.update(prompt_embeds=embeds, negative_prompt_embeds=negative)
         with torch.inference_mode():
             images = self.pipe(**kwargs).images
         return images.float().clamp(0, 1).cpu()

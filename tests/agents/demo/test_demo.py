@@ -1,0 +1,47 @@
+"""`make demo`'s job, scaled down: every stage runs and the output says what was demo."""
+
+from __future__ import annotations
+
+import json
+
+from agents.demo.run import DemoConfig, chat_script, demo_prompts, run_demo
+from tools.settings import Settings
+
+SMALL = DemoConfig(
+    reference_prompts=3, max_experts=6, planner_steps=4, benchmark_prompts=1, ablations=False
+)
+
+
+def test_every_stage_runs_on_demo_backends(tmp_path, monkeypatch):
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.platforms.demo_port = 0
+    said: list[str] = []
+    report = run_demo(settings, tmp_path / "out", say=said.append, config=SMALL)
+
+    assert list(report.seconds) == [
+        "base model",
+        "reference prompts",
+        "crawl",
+        "planner",
+        "chat",
+        "benchmark",
+    ]
+    assert (report.base_model / "model_index.json").is_file()
+    assert report.crawl["registered"] + report.crawl["failed"] == SMALL.max_experts
+    assert report.crawl["calibration_edges"] > 0 and report.crawl["no_llm_summaries"] > 0
+    assert report.planner["step"] == SMALL.planner_steps
+
+    assert [t["request"] for t in report.turns] == chat_script(demo_prompts())
+    assert any(t["generated"] for t in report.turns)
+    assert all(t["chat_mode"] == "no-llm" for t in report.turns)
+
+    assert (tmp_path / "out" / "benchmark" / "gallery.html").is_file()
+    assert "DEMO RUN" in (tmp_path / "out" / "benchmark" / "benchmark.md").read_text()
+    assert any("no-LLM policy ran" in part for part in report.demo_parts)
+    assert any("DEMO DATA" in line for line in said)
+    saved = json.loads((tmp_path / "out" / "demo-report.json").read_text())
+    assert saved["config"]["max_experts"] == SMALL.max_experts
+    traces = list((settings.data_dir / "traces").rglob("*.jsonl"))
+    assert {t.parent.name for t in traces} >= {"construction", "selection", "generate", "chat"}
