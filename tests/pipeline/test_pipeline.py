@@ -9,7 +9,7 @@ import torch
 
 from agents.pipeline.errors import PipelineError
 from agents.pipeline.pipeline import GenerateOptions, PipelineContext, run
-from graph.records import BaseFamily, Expert, ExpertKind, WeightFile
+from graph.records import BaseFamily, Expert, ExpertKind
 from graph.universal import UniversalGraph
 from planner.planners import EqualPlanner
 from tools.settings import Settings
@@ -25,31 +25,13 @@ EXPERTS = [
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_sd15, tiny_sd15_files, embedder):
     from agents.selection.graph import make_context
+    from tests.support.tiny_experts import tiny_experts
     from tools.generation.generator import Generator
-    from tools.tiny import make_tiny_checkpoint, make_tiny_lora
 
     root = tmp_path_factory.mktemp("pipeline")
     settings = Settings(data_dir=root / "data", base_model=tiny_sd15_files.single_file)
     settings.generation.steps = 2
-    experts = []
-    for seed, (expert_id, kind, description, triggers) in enumerate(EXPERTS):
-        path = root / f"{expert_id}.safetensors"
-        if kind == "ckpt":
-            make_tiny_checkpoint(tiny_sd15, path, seed=seed)
-        else:
-            make_tiny_lora(tiny_sd15, path, seed=seed, trigger_words=triggers)
-        experts.append(
-            Expert(
-                id=expert_id,
-                kind=ExpertKind(kind),
-                base=BaseFamily.SD15,
-                name=expert_id,
-                description=description,
-                trigger_words=triggers,
-                file=WeightFile(path=str(path)),
-                demo=True,
-            )
-        )
+    experts = tiny_experts(tiny_sd15, root, EXPERTS)
     graph = UniversalGraph(settings.graph, embedder=embedder)
     graph.add_experts(experts)
     generator = Generator.from_path(tiny_sd15_files.folder)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from graph.records import BaseFamily, Expert, ExpertKind, ExpertStatus, WeightFile
+from graph.records import BaseFamily, Expert, ExpertKind, ExpertStatus
 
 # id, kind, description (what a crawl would have written), trigger words
 EXPERTS = [
@@ -42,29 +42,14 @@ def chat_template(tmp_path_factory, tiny_sd15, embedder):
     """A data folder holding the graph (store + Chroma) of EXPERTS; copied by each test."""
     from graph.config import GraphConfig
     from graph.universal import UniversalGraph
-    from tools.tiny import make_tiny_checkpoint, make_tiny_lora
+    from tests.support.tiny_experts import tiny_experts
 
     root = tmp_path_factory.mktemp("chat-world")
-    experts = []
-    for seed, (expert_id, kind, description, triggers) in enumerate(EXPERTS):
-        path = root / "experts" / f"{expert_id}.safetensors"
-        path.parent.mkdir(exist_ok=True)
-        if kind == "ckpt":
-            make_tiny_checkpoint(tiny_sd15, path, seed=seed)
-        else:
-            make_tiny_lora(tiny_sd15, path, seed=seed, trigger_words=triggers)
-        experts.append(
-            Expert(
-                id=expert_id,
-                kind=ExpertKind(kind),
-                base=BaseFamily.SD15,
-                name=expert_id.replace("-", " ").title(),
-                description=description,
-                trigger_words=triggers,
-                file=WeightFile(path=str(path)),
-                demo=True,
-            )
-        )
+    (root / "experts").mkdir()
+    experts = [
+        e.model_copy(update={"name": e.id.replace("-", " ").title()})
+        for e in tiny_experts(tiny_sd15, root / "experts", EXPERTS)
+    ]
     experts.append(
         Expert(
             id="lora-old",
