@@ -26,7 +26,7 @@ from agents.construction.schemas import CrawlRequest
 from bench.report import table, write_section
 from graph.embedding import Embedder
 from graph.universal import UniversalGraph
-from tests.support.openai_server import ScriptedOpenAIServer
+from tools.llm.scripted_server import ScriptedOpenAIServer
 from tools.platforms.demo import DemoCatalogue, DemoPlatform, demo_catalogue
 from tools.platforms.demo.weights import DemoWeights
 from tools.settings import (

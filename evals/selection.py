@@ -180,7 +180,7 @@ def _mode_context(mode: str, graph, groups, real_llm, tmp: Path) -> Iterator[tup
         )
     tracer = TraceWriter(tmp / "traces", "selection", run_id=f"bench-{mode}")
     if mode == "llm-scripted":
-        from tests.support.openai_server import ScriptedOpenAIServer
+        from tools.llm.scripted_server import ScriptedOpenAIServer
 
         server = _ScriptedLLM(groups)
         with ScriptedOpenAIServer() as http:

@@ -36,7 +36,7 @@ def graph_config(tmp_path):
 @pytest.fixture
 def openai_server():
     """A local OpenAI-protocol server with scripted replies (tests/support/openai_server.py)."""
-    from tests.support.openai_server import ScriptedOpenAIServer
+    from tools.llm.scripted_server import ScriptedOpenAIServer
 
     with ScriptedOpenAIServer() as server:
         yield server

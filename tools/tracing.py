@@ -90,8 +90,8 @@ class TraceEvent(BaseModel):
 
 
 def new_run_id() -> str:
-    """Sortable and unique: UTC time plus 8 random hex digits."""
-    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    """Sortable to the microsecond and unique: UTC time plus 8 random hex digits."""
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S.%f}-{uuid.uuid4().hex[:8]}"
 
 
 def known_secrets(settings: BaseModel) -> list[str]:

@@ -173,8 +173,8 @@ def open_session(
             initial = {"thread": thread, "seed": seed or 0, "pinned": [], "banned": []}
             graph.update_state(config, initial, as_node="finish")
         else:
-            if snapshot.next:  # a process died mid-turn: back to the end of the last turn
-                complete = next(s for s in graph.get_state_history(config) if not s.next)
+            if snapshot.tasks:  # a process died mid-turn: back to the end of the last turn
+                complete = next(s for s in graph.get_state_history(config) if not s.tasks)
                 graph.update_state(complete.config, None)
             if seed is not None:
                 graph.update_state(config, {"seed": seed}, as_node="finish")

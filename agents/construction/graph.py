@@ -88,7 +88,9 @@ def find_session(graph, key: str, fresh: bool = False) -> tuple[str, bool]:
         snapshot = graph.get_state({"configurable": {"thread_id": thread}})
         if not snapshot.values:
             return thread, False
-        if snapshot.next and not fresh:
+        # ``tasks``, not ``next``: a kill after a node's writes were saved but before the
+        # next checkpoint leaves ``next`` empty with that task still pending.
+        if snapshot.tasks and not fresh:
             return thread, True
         number += 1
 

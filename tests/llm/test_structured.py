@@ -7,8 +7,8 @@ import json
 import pytest
 from pydantic import BaseModel, Field
 
-from tests.support.openai_server import Reply
 from tools.llm import make_chat_model, quote_untrusted, structured_call
+from tools.llm.scripted_server import Reply
 from tools.settings import LLMSettings
 from tools.tracing import TraceWriter, read_trace
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests.agents.chat.conftest import SECRET
 from tests.agents.selection.test_llm import candidates_of
-from tests.support.openai_server import RecordedRequest
+from tools.llm.scripted_server import RecordedRequest
 from tools.tracing import read_trace
 
 _QUOTED = {

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.support.openai_server import RecordedRequest, Reply
+from tools.llm.scripted_server import RecordedRequest, Reply
 from tools.platforms.demo import DemoCatalogue, DemoPlatform, demo_catalogue
 from tools.platforms.demo.weights import DemoWeights
 

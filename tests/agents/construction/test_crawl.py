@@ -22,7 +22,7 @@ from tests.agents.construction.conftest import (
     summariser,
     trace_events,
 )
-from tests.support.openai_server import ScriptedOpenAIServer
+from tools.llm.scripted_server import ScriptedOpenAIServer
 from tools.platforms.demo import DemoPlatform
 from tools.platforms.homepage import CHROMIUM
 

@@ -11,10 +11,11 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 
-from agents.construction.graph import make_context, run_crawl
+from agents.construction.graph import find_session, make_context, run_crawl
 from agents.construction.schemas import CrawlRequest
 from graph.universal import UniversalGraph
 from tests.agents.construction.conftest import make_settings, run, trace_events
@@ -62,6 +63,46 @@ def test_a_finished_session_is_not_resumed(platform, tmp_path, embedder):
     assert first.session.endswith("-1") and second.session.endswith("-2")
     processed = second.registered + [o.item for o in second.failed]  # the bad hash fails
     assert len(processed) == 2 and not set(first.registered) & set(processed)
+
+
+class _Steps(TypedDict, total=False):
+    one: int
+    two: int
+
+
+def test_a_kill_between_a_nodes_writes_and_the_next_checkpoint_is_resumed():
+    """LangGraph then shows no ``next`` node, but the task with saved writes is pending."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.graph import END, START, StateGraph
+
+    class DiesAfterWrites(SqliteSaver):
+        dying = False
+
+        def put(self, config, checkpoint, metadata, new_versions):
+            if self.dying:
+                raise KeyboardInterrupt
+            return super().put(config, checkpoint, metadata, new_versions)
+
+        def put_writes(self, config, writes, task_id, task_path=""):
+            super().put_writes(config, writes, task_id, task_path)
+            self.dying = self.dying or any(channel == "one" for channel, _ in writes)
+
+    builder = StateGraph(_Steps)
+    builder.add_node("first", lambda state: {"one": 1})
+    builder.add_node("second", lambda state: {"two": 2})
+    builder.add_edge(START, "first")
+    builder.add_edge("first", "second")
+    builder.add_edge("second", END)
+    saver = DiesAfterWrites(sqlite3.connect(":memory:", check_same_thread=False))
+    graph = builder.compile(checkpointer=saver)
+    config = {"configurable": {"thread_id": "crawl-key-1"}}
+    with pytest.raises(KeyboardInterrupt):
+        graph.invoke({"one": 0}, config, durability="sync")
+    assert graph.get_state(config).next == ()
+    assert find_session(graph, "key") == ("crawl-key-1", True)
+    saver.dying = False
+    assert graph.invoke(None, config) == {"one": 1, "two": 2}
+    assert find_session(graph, "key") == ("crawl-key-2", False)
 
 
 def _expert_count(db: Path) -> int:

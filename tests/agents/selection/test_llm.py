@@ -8,7 +8,7 @@ import re
 import pytest
 
 from agents.selection import select
-from tests.support.openai_server import RecordedRequest
+from tools.llm.scripted_server import RecordedRequest
 from tools.tracing import read_trace
 
 RED_HAIR = {
@@ -195,7 +195,7 @@ def test_non_english_prompt_is_restated_in_english(known_graph, make_context, op
 
 
 def test_unreachable_llm_falls_back_everywhere(known_graph, make_context, openai_server):
-    from tests.support.openai_server import Reply
+    from tools.llm.scripted_server import Reply
 
     openai_server.respond_with(lambda request: Reply(status=503, error="overloaded"))
     result = select(PROMPT, make_context(known_graph, openai_server))

@@ -23,11 +23,12 @@ import logging
 import re
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tools.local_server import LocalServer
 from tools.platforms.demo.catalogue import (
     DEMO_NOTICE,
     DemoCatalogue,
@@ -58,13 +59,15 @@ class LoggedRequest:
     status: int
 
 
-class DemoPlatform:
+class DemoPlatform(LocalServer):
     """The demo platform on a background thread; a context manager.
 
     ``weights``: the demo weight files, or the cache folder to generate them in.
 
     ``api_key``: when set, downloads need ``Authorization: Bearer <api_key>`` (401 otherwise).
     """
+
+    thread_name = "demo-platform"
 
     def __init__(
         self,
@@ -79,7 +82,7 @@ class DemoPlatform:
     ) -> None:
         self.catalogue = catalogue or demo_catalogue()
         self.weights = weights if isinstance(weights, DemoWeights) else DemoWeights(weights)
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.api_key = api_key
         self.throttle_every = throttle_every
         self.retry_after_s = retry_after_s
@@ -88,38 +91,20 @@ class DemoPlatform:
         self._flaky_breaks = flaky_breaks
         self._api_count = 0
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return type("Handler", (_Handler,), {"platform": self})
+
     def start(self) -> DemoPlatform:
-        handler = type("Handler", (_Handler,), {"platform": self})
-        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(
-            target=self._httpd.serve_forever, args=(0.05,), name="demo-platform", daemon=True
-        ).start()
+        super().start()
         log.info("demo platform (DEMO DATA) serving on %s", self.url)
         return self
 
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> DemoPlatform:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
     @property
     def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("the demo platform is not running: call start()")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.address
 
     @property
     def hf_url(self) -> str:

@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 from pydantic import BaseModel
 
-from tests.support.openai_server import Reply
 from tools.llm import make_chat_model
+from tools.llm.scripted_server import Reply
 
 
 class Answer(BaseModel):

@@ -1,4 +1,5 @@
-"""A local OpenAI-protocol chat server with scripted replies, for tests of the real client.
+"""A local OpenAI-protocol chat server with scripted replies: tests, benchmarks and evals of
+the real client without a language model.
 
 It answers ``POST /v1/chat/completions`` (plain, ``response_format`` json_schema /
 json_object, ``tools`` + ``tool_choice``, and ``stream`` with usage chunks) and
@@ -18,10 +19,12 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from pydantic import BaseModel
+
+from tools.local_server import LocalServer
 
 MODEL = "scripted-model"
 
@@ -59,46 +62,25 @@ ReplyLike = Reply | str | dict | BaseModel
 Responder = Callable[[RecordedRequest], ReplyLike]
 
 
-class ScriptedOpenAIServer:
+class ScriptedOpenAIServer(LocalServer):
     """Threaded HTTP server on 127.0.0.1 and a random port."""
 
+    thread_name = "scripted-openai-server"
+
     def __init__(self, replies: Iterable[ReplyLike] = (), model: str = MODEL) -> None:
+        super().__init__()
         self.model = model
         self.requests: list[RecordedRequest] = []
         self._queue: deque[ReplyLike] = deque(replies)
         self._responder: Responder | None = None
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------
-
-    def start(self) -> ScriptedOpenAIServer:
-        handler = type("Handler", (_Handler,), {"server_state": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> ScriptedOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return type("Handler", (_Handler,), {"server_state": self})
 
     @property
     def base_url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("the scripted server is not running: call start()")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"{self.address}/v1"
 
     def llm_settings(self, **overrides: Any):
         """``LLMSettings`` pointing at this server (no HTTP retries, short timeout)."""
