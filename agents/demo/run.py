@@ -279,8 +279,18 @@ def _chat(settings: Settings, prompts, report: DemoReport, say) -> None:
                 say(f"  > {message[:70]}")
                 for change in turn.changes + ([turn.error] if turn.error else []):
                     say(f"    {change}")
+                if turn.generated and turn.conversation.last is not None:
+                    say(f"    merged: {_merged(turn.conversation.last.recipe)}")
     finally:
         pipeline.graph.close()
+
+
+def _merged(recipe) -> str:
+    """``name ×weight`` of each merged expert, checkpoints first."""
+    experts = [*recipe.checkpoints, *recipe.loras]
+    if not experts:
+        return "the base model alone"
+    return ", ".join(f"{e.name} ({e.kind}) ×{e.merge_weight:.2f}" for e in experts)
 
 
 def _benchmark(settings: Settings, prompts, report: DemoReport, say) -> None:

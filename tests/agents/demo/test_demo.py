@@ -35,6 +35,9 @@ def test_every_stage_runs_on_demo_backends(tmp_path, monkeypatch):
 
     assert [t["request"] for t in report.turns] == chat_script(demo_prompts())
     assert any(t["generated"] for t in report.turns)
+    merged = [line for line in said if line.startswith("    merged: ")]
+    assert len(merged) == sum(t["generated"] for t in report.turns)
+    assert all("×" in line or "base model alone" in line for line in merged)
     assert all(t["chat_mode"] == "no-llm" for t in report.turns)
 
     assert (tmp_path / "out" / "benchmark" / "gallery.html").is_file()
