@@ -229,7 +229,8 @@ def make_context(
         fetcher=fetcher,
         model=make_chat_model(settings.llm),
         llm=settings.llm,
-        weights_dir=settings.data_dir / "experts",
+        # absolute, so the graph finds the files from any working directory
+        weights_dir=(settings.data_dir / "experts").resolve(),
         download=DownloadPolicy(
             max_bytes=int(p.max_file_gb * 2**30),
             min_free_bytes=int(p.min_free_gb * 2**30),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +31,22 @@ def test_without_llm_or_browser_the_no_llm_policy_describes_experts(platform, se
             assert model.summary in expert.description
             assert expert.trigger_words == model.trigger_words
     assert not any(r.path.startswith("/models/") for r in platform.requests)  # no browser
+
+
+def test_downloaded_weights_are_found_from_any_working_directory(
+    platform, tmp_path, embedder, monkeypatch
+):
+    """A relative data directory (the default ``.diffgraph``) still stores absolute paths."""
+    monkeypatch.chdir(tmp_path)
+    settings = make_settings(Path("data"), browser="off")
+    request = CrawlRequest(source="demo", platform_url=platform.url, max_experts=1, calibrate=False)
+    assert len(run(settings, request, embedder).registered) == 1
+    monkeypatch.chdir(tmp_path.parent)
+    with UniversalGraph(make_settings(tmp_path / "data").graph, embedder) as graph:
+        (expert,) = graph.experts()
+        path = Path(expert.file.path)
+        assert path.is_absolute() and path.is_relative_to(tmp_path / "data" / "experts")
+        assert path.is_file()
 
 
 def test_limits_of_time_and_download_budget(platform, settings, embedder):
