@@ -84,6 +84,11 @@ def _configure_logging(verbose: bool) -> None:
         "transformers",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # torchvision is left out on purpose (its wheels break beside CPU torch); transformers'
+    # PIL image processors are the intended ones, so its fallback notice is noise.
+    logging.getLogger("transformers.utils.import_utils").addFilter(
+        lambda record: "requires torchvision (not installed)" not in record.getMessage()
+    )
 
 
 class _CleanErrors(TyperGroup):
