@@ -103,7 +103,9 @@ class PlannerSettings(BaseModel):
     steps: int = Field(200, ge=1, description="REINFORCE steps of train-planner")
     batch_size: int = Field(8, ge=1, le=1024, description="training prompts per step")
     lr: float = Field(
-        1e-3, gt=0, description="AdamW learning rate (1e-2 diverges, see BENCHMARKS.md)"
+        1e-3,
+        gt=0,
+        description="AdamW learning rate (the paper's 1e-2 learned less here: BENCHMARKS.md)",
     )
     weight_decay: float = Field(1e-2, ge=0)
     grad_clip: float = Field(1.0, gt=0, description="max gradient norm")
