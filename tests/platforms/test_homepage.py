@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import pytest
 
+from tests.support.browser import NO_CHROMIUM, needs_chromium
 from tools.platforms.errors import BrowserUnavailableError
 from tools.platforms.homepage import (
     CHROMIUM,
@@ -19,15 +20,11 @@ from tools.platforms.homepage import (
     html_to_text,
 )
 
-needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.is_file(), reason="Debian chromium is not installed (apt-get install chromium)"
-)
-
 
 @pytest.fixture(scope="module")
 def renderer():
     if not CHROMIUM.is_file():
-        pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+        pytest.skip(NO_CHROMIUM)
     with BrowserRenderer(CHROMIUM, timeout_s=20) as browser:
         yield browser
 

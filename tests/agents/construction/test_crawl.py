@@ -22,13 +22,11 @@ from tests.agents.construction.conftest import (
     summariser,
     trace_events,
 )
+from tests.support.browser import needs_chromium
 from tools.llm.scripted_server import ScriptedOpenAIServer
 from tools.platforms.demo import DemoPlatform
-from tools.platforms.homepage import CHROMIUM
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.is_file(), reason="Debian chromium is not installed (apt-get install chromium)"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
