@@ -172,11 +172,6 @@ class GraphStore:
         return int(self._meta("revision") or 0)
 
     @property
-    def uid(self) -> str:
-        """Random id of this store."""
-        return self._meta("uid") or ""
-
-    @property
     def index_stamp(self) -> dict | None:
         """What the retrieval index last mirrored (written by the index, not a graph change)."""
         value = self._meta("index_stamp")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from graph.archive import export_archive, import_archive
+from graph.archive import import_archive
 from graph.config import GraphConfig
 from graph.embedding import Embedder
 from graph.errors import GraphError
@@ -188,9 +188,6 @@ class UniversalGraph:
         return extract_subgraph(self.store.arrays(), expert_ids)
 
     # -- whole graph -------------------------------------------------------------------
-
-    def export(self, path: Path) -> dict:
-        return export_archive(self.store, path)
 
     @classmethod
     def import_(cls, config: GraphConfig, path: Path, embedder: Embedder | None = None):

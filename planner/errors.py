@@ -9,7 +9,3 @@ class PlannerError(DiffGraphError):
 
 class CheckpointError(PlannerError):
     """A planner checkpoint that is missing, malformed or does not fit the graph."""
-
-
-class SelectionUnavailableError(PlannerError):
-    """Planning without an explicit expert list needs the Expert Selection Agent."""
