@@ -44,6 +44,13 @@ class LLMSettings(BaseModel):
         "llama.cpp server and Ollama; function_calling needs a tool-call parser on the server",
     )
     http_retries: int = Field(1, ge=0, le=5, description="client retries on 429/5xx/timeouts")
+    max_tokens: int = Field(
+        1024,
+        ge=16,
+        le=65536,
+        description="reply length cap per call (sent as max_tokens and max_completion_tokens), "
+        "so a server never keeps generating after the client gave up",
+    )
 
     @property
     def configured(self) -> bool:

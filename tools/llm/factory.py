@@ -31,6 +31,10 @@ def make_chat_model(settings: LLMSettings) -> ChatOpenAI | None:
     from langchain_openai import ChatOpenAI
 
     log.debug("LLM %s at %s", settings.model, settings.base_url)
+    # langchain sends the cap as ``max_completion_tokens``; local servers (llama.cpp,
+    # llama-cpp-python, Ollama) read ``max_tokens``, so they get that too; OpenAI itself
+    # gets only the current name.
+    legacy = None if _is_openai(settings.base_url) else {"max_tokens": settings.max_tokens}
     return ChatOpenAI(
         model=settings.model,
         base_url=settings.base_url,
@@ -38,4 +42,12 @@ def make_chat_model(settings: LLMSettings) -> ChatOpenAI | None:
         temperature=settings.temperature,
         timeout=settings.timeout_s,
         max_retries=settings.http_retries,
+        max_tokens=settings.max_tokens,
+        extra_body=legacy,
     )
+
+
+def _is_openai(base_url: str | None) -> bool:
+    from urllib.parse import urlparse
+
+    return (urlparse(base_url or "").hostname or "").endswith("api.openai.com")

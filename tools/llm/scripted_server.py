@@ -8,7 +8,11 @@ json_object, ``tools`` + ``tool_choice``, and ``stream`` with usage chunks) and
 
 - ``str``: the assistant's text content, as is (malformed JSON included);
 - ``dict`` or a pydantic model: JSON; sent as a tool call when the request offered tools;
-- :class:`Reply`: full control (status code, error, tool calls, usage, delay).
+- :class:`Reply`: full control (status code, error, tool calls, usage, delay, a
+  ``finish_reason`` such as ``"length"`` or ``"content_filter"``, a ``refusal``).
+
+``reject_json_schema=True`` answers every ``response_format`` of type ``json_schema`` with
+a 400, as servers without structured-output support do.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class Reply:
     error: str | None = None
     usage: tuple[int, int] | None = None  # (prompt_tokens, completion_tokens)
     delay_s: float = 0.0
+    finish_reason: str | None = None  # default: "stop" (or "tool_calls")
+    refusal: str | None = None  # the model refused (OpenAI's ``message.refusal``)
 
 
 @dataclass
@@ -67,9 +73,15 @@ class ScriptedOpenAIServer(LocalServer):
 
     thread_name = "scripted-openai-server"
 
-    def __init__(self, replies: Iterable[ReplyLike] = (), model: str = MODEL) -> None:
+    def __init__(
+        self,
+        replies: Iterable[ReplyLike] = (),
+        model: str = MODEL,
+        reject_json_schema: bool = False,
+    ) -> None:
         super().__init__()
         self.model = model
+        self.reject_json_schema = reject_json_schema
         self.requests: list[RecordedRequest] = []
         self._queue: deque[ReplyLike] = deque(replies)
         self._responder: Responder | None = None
@@ -186,6 +198,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
             return
         request = RecordedRequest("POST", self.path, dict(self.headers), body)
+        if (
+            self.server_state.reject_json_schema
+            and (body.get("response_format") or {}).get("type") == "json_schema"
+        ):
+            self.server_state.requests.append(request)
+            message = "response_format type 'json_schema' is not supported by this server"
+            self._json(400, {"error": {"message": message, "type": "invalid_request_error"}})
+            return
         try:
             reply = self.server_state._next_reply(request)
         except Exception as exc:  # a broken test responder: say so instead of hanging up
@@ -270,5 +290,9 @@ def _message(reply: Reply) -> tuple[dict[str, Any], str]:
             }
             for i, call in enumerate(reply.tool_calls)
         ]
-        return {"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls"
-    return {"role": "assistant", "content": reply.content or ""}, "stop"
+        message = {"role": "assistant", "content": None, "tool_calls": calls}
+        return message, reply.finish_reason or "tool_calls"
+    message = {"role": "assistant", "content": reply.content or ""}
+    if reply.refusal is not None:
+        message = {"role": "assistant", "content": None, "refusal": reply.refusal}
+    return message, reply.finish_reason or "stop"

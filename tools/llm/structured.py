@@ -74,21 +74,26 @@ def structured_call(
 
     Each reply is validated against ``schema`` (and by ``check``, which raises
     ``ValueError`` to reject a semantically wrong reply). An invalid reply is retried up
-    to ``max_retries`` times with the validation error appended to the conversation. An
-    unreachable endpoint or HTTP error falls back at once. Every request is traced as an
-    ``llm_call`` event and a fallback as a ``fallback`` event.
+    to ``max_retries`` times with the validation error appended to the conversation, and
+    so is a reply cut off at the length limit. A refusal, a content-filter stop, a
+    timeout, an unreachable endpoint or an HTTP error falls back at once; whatever the
+    client raises never escapes. A server that rejects ``json_schema`` is switched to
+    ``json_mode`` (said once, and remembered for the process). Every request is traced as
+    an ``llm_call`` event and a fallback as a ``fallback`` event.
     """
     if model is None:
         return StructuredResult(fallback(), "no-llm")
-    import openai
     from langchain_core.messages import AIMessage, HumanMessage
 
     conversation = _with_schema_instruction(_as_messages(messages), schema)
+    method = _method_for(model, method)
     runnable = model.with_structured_output(wire_schema(schema), method=method, include_raw=True)
     model_name = getattr(model, "model_name", None)
     calls: list[LLMCall] = []
     error = "no attempt made"
-    for attempt in range(1, max_retries + 2):
+    attempt = 0
+    while attempt <= max_retries:
+        attempt += 1
         call = LLMCall(
             model=model_name,
             messages=[_message_dict(m) for m in conversation],
@@ -99,10 +104,26 @@ def structured_call(
         start = time.perf_counter()
         try:
             out = runnable.invoke(conversation)
-        except (openai.APIError, OSError) as exc:
+        except Exception as exc:  # every LLM failure falls back, traced
             call.latency_ms = (time.perf_counter() - start) * 1000
-            error = call.error = f"LLM request failed: {type(exc).__name__}: {exc}"
+            failure = _failure(exc, model)
+            call.reply = failure.partial
+            error = call.error = failure.message
             _record(tracer, node, call, calls)
+            if failure.schema_rejected and method == "json_schema":
+                method = _downgrade(model, tracer, node, failure.message)
+                runnable = model.with_structured_output(
+                    wire_schema(schema), method=method, include_raw=True
+                )
+                attempt -= 1  # the server's limitation, not the model's fault
+                continue
+            if failure.retry and attempt <= max_retries:
+                conversation = [
+                    *conversation,
+                    AIMessage(content=failure.partial or ""),
+                    HumanMessage(content=_retry_text(error)),
+                ]
+                continue
             break
         call.latency_ms = (time.perf_counter() - start) * 1000
         raw = out["raw"]
@@ -111,7 +132,13 @@ def structured_call(
         usage = getattr(raw, "usage_metadata", None) or {}
         call.prompt_tokens = usage.get("input_tokens")
         call.completion_tokens = usage.get("output_tokens")
-        call.model = (getattr(raw, "response_metadata", None) or {}).get("model_name", model_name)
+        metadata = getattr(raw, "response_metadata", None) or {}
+        call.model = metadata.get("model_name", model_name)
+        refusal = _refusal(raw)
+        if refusal is not None:  # retrying the same request would be refused again
+            error = call.error = refusal
+            _record(tracer, node, call, calls)
+            break
         try:
             data = _lenient_json(reply_text)  # not langchain's parse: it accepts cut-off JSON
             value = schema.model_validate(data)
@@ -119,6 +146,8 @@ def structured_call(
                 check(value)
         except (ValidationError, ValueError) as exc:
             error = call.error = _describe(exc)
+            if metadata.get("finish_reason") == "length":
+                error = call.error = f"{_cut_off(model)} ({error})"
             _record(tracer, node, call, calls)
             conversation = [
                 *conversation,
@@ -133,6 +162,109 @@ def structured_call(
     if tracer is not None:
         tracer.fallback(node, error, schema=schema.__name__, attempts=len(calls))
     return StructuredResult(fallback(), "fallback", len(calls), error, calls)
+
+
+@dataclass
+class _Failure:
+    """Why a request raised, and what to do next."""
+
+    message: str
+    retry: bool = False  # worth asking again (with the error appended)
+    schema_rejected: bool = False  # the server does not take ``json_schema``
+    partial: str | None = None  # the cut-off reply, when there was one
+
+
+def _failure(exc: Exception, model: BaseChatModel) -> _Failure:
+    """Classify an exception raised by the client (length, refusal, filter, HTTP, ...)."""
+    import openai
+    from langchain_core.exceptions import ModelRefusalError
+
+    name = type(exc).__name__
+    if isinstance(exc, openai.LengthFinishReasonError):
+        partial = None
+        completion = getattr(exc, "completion", None)
+        if completion is not None and completion.choices:
+            partial = completion.choices[0].message.content
+        return _Failure(_cut_off(model), retry=True, partial=partial)
+    if isinstance(exc, openai.ContentFilterFinishReasonError):
+        return _Failure("the server's content filter stopped the reply")
+    if isinstance(exc, ModelRefusalError):
+        return _Failure(f"the model refused: {exc}")
+    if isinstance(exc, openai.APITimeoutError):
+        return _Failure(f"LLM request timed out ({name})")
+    if isinstance(exc, openai.APIConnectionError):
+        return _Failure(f"LLM server unreachable: {name}: {exc}")
+    if isinstance(exc, openai.APIStatusError):
+        message = f"LLM request failed: HTTP {exc.status_code}: {_short(exc)}"
+        rejected = exc.status_code in (400, 415, 422, 501) and _mentions_schema(exc)
+        return _Failure(message, schema_rejected=rejected)
+    return _Failure(f"LLM request failed: {name}: {_short(exc)}")
+
+
+def _short(exc: Exception, limit: int = 300) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _mentions_schema(exc: Exception) -> bool:
+    text = str(getattr(exc, "body", None) or "") + " " + str(exc)
+    return "json_schema" in text or "response_format" in text
+
+
+def _cut_off(model: BaseChatModel) -> str:
+    cap = getattr(model, "max_tokens", None)
+    limit = f" of {cap} tokens" if cap else ""
+    return (
+        f"the reply was cut off at the length limit{limit} before the JSON was complete "
+        "(raise llm.max_tokens, or keep the reply short)"
+    )
+
+
+def _refusal(raw: Any) -> str | None:
+    """The model's refusal (``message.refusal``) or a content-filter stop, if any."""
+    if raw is None:
+        return None
+    refusal = (getattr(raw, "additional_kwargs", None) or {}).get("refusal")
+    if refusal:
+        return f"the model refused: {refusal}"
+    finish = (getattr(raw, "response_metadata", None) or {}).get("finish_reason")
+    if finish == "content_filter":
+        return "the server's content filter stopped the reply"
+    return None
+
+
+# Servers (base URL, model) that rejected ``json_schema``: later calls use json_mode at once.
+_NO_JSON_SCHEMA: set[tuple[str | None, str | None]] = set()
+
+
+def _server_key(model: BaseChatModel) -> tuple[str | None, str | None]:
+    return getattr(model, "openai_api_base", None), getattr(model, "model_name", None)
+
+
+def _method_for(model: BaseChatModel, method: StructuredMethod) -> StructuredMethod:
+    if method == "json_schema" and _server_key(model) in _NO_JSON_SCHEMA:
+        return "json_mode"
+    return method
+
+
+def _downgrade(
+    model: BaseChatModel, tracer: TraceWriter | None, node: str | None, reason: str
+) -> StructuredMethod:
+    """Switch this server to json_mode; say so once per server and in the trace."""
+    key = _server_key(model)
+    if key not in _NO_JSON_SCHEMA:
+        _NO_JSON_SCHEMA.add(key)
+        log.warning(
+            "the LLM server %s rejected structured output (json_schema): using json_mode from "
+            'now on (set llm.structured_method = "json_mode" to skip this probe)',
+            key[0] or "?",
+        )
+    if tracer is not None:
+        tracer.node(
+            node or "llm",
+            data={"structured_method": "json_mode", "was": "json_schema", "reason": reason},
+        )
+    return "json_mode"
 
 
 def wire_schema(schema: type[BaseModel]) -> dict[str, Any]:
