@@ -69,9 +69,9 @@ def test_ties_by_hand():
     got = ties([A, B, C], [1.0, 1.0, 1.0], TiesParams(density=0.5))
     # entry (0,0): values 0,-1.5,2 -> sign + -> mean of agreeing nonzero {2} = 2
     # entry (0,1): -2,4,0 -> sign + -> {4} = 4
-    # entry (1,0): 3,0,-3 -> sum 0 -> sign 0 -> nothing agrees -> 0
+    # entry (1,0): 3,0,-3 -> sum 0 -> sign + (peft and mergekit elect + on a tie) -> {3}
     # entry (1,1): all trimmed -> 0
-    assert torch.equal(got, torch.tensor([[2.0, 4.0], [0.0, 0.0]]))
+    assert torch.equal(got, torch.tensor([[2.0, 4.0], [3.0, 0.0]]))
     weighted = ties([A, C], [0.25, 0.75], TiesParams(density=1.0, scale=2.0))
     # (0,0): 0.25*1 + 0.75*2 > 0 -> both agree -> (0.25+1.5)/1 = 1.75 -> x2
     assert weighted[0, 0].item() == pytest.approx(3.5)

@@ -141,7 +141,8 @@ class AdapterModule:
         return math.prod(self.natural_shape()) == math.prod(shape)
 
     def _natural(self) -> Tensor:
-        f = self.factors
+        """The unscaled delta, computed in float32 (float64 factors stay float64)."""
+        f = {k: v if v.dtype == torch.float64 else v.float() for k, v in self.factors.items()}
         if self.kind == "lora":
             return lowrank.lora_delta(f["up"], f["down"], f.get("mid"))
         if self.kind == "loha":
@@ -163,8 +164,8 @@ class AdapterModule:
             target = tuple(base.shape)
         target = target or self.shape
         natural = self._natural()
-        fresh = self.kind != "full" and natural.dtype == torch.float32
-        delta = natural.mul_(self.scale) if fresh else natural.float() * self.scale
+        fresh = self.kind != "full" or natural is not self.factors["diff"]
+        delta = natural.mul_(self.scale) if fresh else natural * self.scale
         if target is not None:
             delta = lowrank.fit_shape(delta, target)
         if self.dora_scale is not None:

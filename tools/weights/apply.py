@@ -232,10 +232,10 @@ def _merge_into(
         tensors = [c.diffusers_tensor(name).to(device) for c in checkpoints]
         combine = method.for_checkpoints()
         if method.checkpoints == "weights":
-            work = combine(tensors, plan.checkpoint_weights(), options).to(device)
+            work = combine(tensors, plan.checkpoint_weights(), options, name).to(device)
         else:
             diffs = [t.float() - work for t in tensors]
-            work = work + combine(diffs, plan.checkpoint_weights(), options).to(device)
+            work = work + combine(diffs, plan.checkpoint_weights(), options, name).to(device)
     module_name, _, part = name.rpartition(".")
     present = [
         (module, w)
@@ -245,6 +245,6 @@ def _merge_into(
     ]
     if present:
         modules, weights = zip(*present, strict=True)
-        work.add_(combined_delta(modules, weights, method, options, work, part))
+        work.add_(combined_delta(modules, weights, method, options, work, part, name))
     if work is not weight:
         weight.copy_(work)

@@ -42,15 +42,19 @@ def combined_delta(
     options: Any,
     base: Tensor,
     part: str = "weight",
+    layer: str = "",
 ) -> Tensor:
-    """The method's combination of the modules' deltas for ``base`` (a weight or a bias)."""
+    """The method's combination of the modules' deltas for ``base`` (a weight or a bias).
+
+    ``layer`` is the canonical name of the parameter (it seeds random methods' masks).
+    """
     device = base.device
     modules = [m.to(device) for m in modules]
     if part == "bias":
-        return method.combine([m.bias_delta() for m in modules], weights, options)
+        return method.combine([m.bias_delta() for m in modules], weights, options, layer)
     if method.linear is not None:
         stacked = stacked_lora_delta(modules, method.linear(weights, options))
         if stacked is not None:
             return lowrank.fit_shape(stacked, base.shape)
     deltas = [m.delta(base=base) for m in modules]
-    return method.combine(deltas, weights, options)
+    return method.combine(deltas, weights, options, layer)

@@ -4,11 +4,19 @@ Every function combines same-shaped tensors with one weight each (already normal
 the plan: softmax or raw) and returns one tensor in float32. They serve twice: on LoRA
 deltas ``ΔW_j`` and on checkpoints — as weights ``W_i`` (``checkpoints="weights"``) or as
 task vectors ``W_i − W_base`` (``checkpoints="task_vectors"``, the base added back after).
+``layer`` names the tensor being merged (the canonical diffusers parameter name): random
+methods (DARE) seed their drop masks from it, so every layer draws its own mask.
+
+TIES-type methods follow one of two conventions (``convention``): ``mergekit`` (the
+default) elects the sign on the *weighted* sum and divides by the summed weights of the
+agreeing experts; ``peft`` elects it on the unweighted sum of the pruned tensors and
+divides by the number of agreeing experts (``peft.utils.merge_utils``). Both elect ``+``
+on a zero sum, and trim to the ``floor(density · n)`` largest magnitudes (at least one).
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,9 +42,19 @@ class TaskArithmeticParams(MethodParams):
     scale: float = Field(1.0, description="λ multiplying the summed task vectors")
 
 
+Convention = Literal["mergekit", "peft"]
+SignMethod = Literal["total", "frequency"]
+
+
 class TiesParams(MethodParams):
     density: float = Field(0.2, gt=0.0, le=1.0, description="fraction of entries kept per tensor")
     scale: float = 1.0
+    convention: Convention = Field(
+        "mergekit",
+        description="mergekit: weighted sign vote, divide by agreeing weights; "
+        "peft: unweighted vote, divide by agreeing count",
+    )
+    sign: SignMethod = Field("total", description="vote by summed values or by summed signs")
 
 
 class DareParams(MethodParams):
@@ -45,12 +63,22 @@ class DareParams(MethodParams):
     scale: float = 1.0
 
 
+class DareTiesParams(DareParams):
+    convention: Convention = "mergekit"
+    sign: SignMethod = "total"
+
+
+class MagnitudePruneParams(MethodParams):
+    density: float = Field(0.2, gt=0.0, le=1.0, description="fraction of entries kept per tensor")
+    scale: float = 1.0
+
+
 class KLoraParams(MethodParams):
     top_k: int = Field(64, ge=1, description="entries whose magnitudes score a delta per layer")
     keep: int = Field(1, ge=1, description="deltas kept per layer (highest scores)")
 
 
-MergeFn = Callable[[Sequence[Tensor], Sequence[float], Any], Tensor]
+MergeFn = Callable[[Sequence[Tensor], Sequence[float], Any, str], Tensor]
 LinearFn = Callable[[Sequence[float], Any], list[float]]
 
 
@@ -76,7 +104,9 @@ def _zeros(like: Tensor) -> Tensor:
     return torch.zeros(like.shape, dtype=torch.float32, device=like.device)
 
 
-def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float], params: Any = None) -> Tensor:
+def weighted_sum(
+    tensors: Sequence[Tensor], weights: Sequence[float], params: Any = None, layer: str = ""
+) -> Tensor:
     """``Σ w_i · t_i`` (the paper's merge, with softmax-normalised weights)."""
     out = torch.mul(_f32(tensors[0]), float(weights[0]))
     for tensor, weight in zip(tensors[1:], weights[1:], strict=True):
@@ -84,22 +114,27 @@ def weighted_sum(tensors: Sequence[Tensor], weights: Sequence[float], params: An
     return out
 
 
-def mean(tensors: Sequence[Tensor], weights: Sequence[float], params: Any = None) -> Tensor:
+def mean(
+    tensors: Sequence[Tensor], weights: Sequence[float], params: Any = None, layer: str = ""
+) -> Tensor:
     """Equal weights ``Σ t_i / n``, whatever the coefficients."""
     return weighted_sum(tensors, [1.0 / len(tensors)] * len(tensors))
 
 
 def task_arithmetic(
-    tensors: Sequence[Tensor], weights: Sequence[float], params: TaskArithmeticParams
+    tensors: Sequence[Tensor],
+    weights: Sequence[float],
+    params: TaskArithmeticParams,
+    layer: str = "",
 ) -> Tensor:
     """``λ · Σ w_i · τ_i`` over task vectors (Ilharco et al. 2023)."""
     return weighted_sum(tensors, weights).mul_(params.scale)
 
 
 def trim(tensor: Tensor, density: float) -> Tensor:
-    """Keep the ``ceil(density · n)`` largest-magnitude entries, zero the rest."""
+    """Keep the ``floor(density · n)`` largest-magnitude entries (at least one), zero the rest."""
     flat = _f32(tensor).flatten()
-    k = max(1, math.ceil(density * flat.numel()))
+    k = max(1, int(density * flat.numel()))
     if k >= flat.numel():
         return flat.reshape(tensor.shape).clone()
     keep = torch.zeros_like(flat, dtype=torch.bool)
@@ -107,35 +142,91 @@ def trim(tensor: Tensor, density: float) -> Tensor:
     return torch.where(keep, flat, torch.zeros_like(flat)).reshape(tensor.shape)
 
 
-def ties(tensors: Sequence[Tensor], weights: Sequence[float], params: TiesParams) -> Tensor:
-    """TIES-merging (Yadav et al. 2023): trim, elect sign by mass, disjoint weighted mean."""
+def layer_seed(seed: int, layer: str) -> int:
+    """A 63-bit seed for ``layer``'s random draws, from the method seed and the layer name."""
+    digest = hashlib.sha256(f"{seed}\0{layer}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def drop_and_rescale(
+    tensors: Sequence[Tensor], drop_rate: float, seed: int, layer: str
+) -> list[Tensor]:
+    """DARE's random pruning: keep each entry with probability ``1 − p``, divide by ``1 − p``.
+
+    The masks of one layer come from one generator seeded by :func:`layer_seed`, drawn
+    expert after expert as ``torch.bernoulli`` (peft's ``random_pruning`` under that seed).
+    """
+    keep = 1.0 - drop_rate
+    generator = torch.Generator().manual_seed(layer_seed(seed, layer))
+    pruned = []
+    for tensor in tensors:
+        mask = torch.bernoulli(torch.full(tensor.shape, keep), generator=generator)
+        pruned.append(_f32(tensor) * mask.to(tensor.device) / keep)
+    return pruned
+
+
+def disjoint_merge(
+    tensors: Sequence[Tensor],
+    weights: Sequence[float],
+    convention: Convention = "mergekit",
+    sign: SignMethod = "total",
+) -> Tensor:
+    """TIES's sign election and disjoint mean over already pruned tensors (module docstring)."""
+    weighted = [_f32(t) * float(w) for t, w in zip(tensors, weights, strict=True)]
+    voters = weighted if convention == "mergekit" else [_f32(t) for t in tensors]
+    votes = _zeros(voters[0])
+    for voter in voters:
+        votes.add_(voter.sign() if sign == "frequency" else voter)
+    elected = torch.where(votes >= 0, 1.0, -1.0)
+    total = _zeros(votes)
+    divisor = _zeros(votes)
+    for voter, value, weight in zip(voters, weighted, weights, strict=True):
+        agree = voter.sign() == elected
+        total.add_(torch.where(agree, value, 0.0))
+        divisor.add_(agree.float(), alpha=float(weight) if convention == "mergekit" else 1.0)
+    return torch.where(divisor != 0, total / torch.where(divisor != 0, divisor, 1.0), 0.0)
+
+
+def ties(
+    tensors: Sequence[Tensor], weights: Sequence[float], params: TiesParams, layer: str = ""
+) -> Tensor:
+    """TIES-merging (Yadav et al. 2023): trim, elect sign, disjoint mean."""
     trimmed = [trim(t, params.density) for t in tensors]
-    sign = torch.sign(weighted_sum(trimmed, weights))
-    total = _zeros(sign)
-    mass = _zeros(sign)
-    for tensor, weight in zip(trimmed, weights, strict=True):
-        agree = (torch.sign(tensor) == sign) & (tensor != 0)
-        total.add_(torch.where(agree, tensor, 0.0), alpha=float(weight))
-        mass.add_(agree.float(), alpha=float(weight))
-    merged = torch.where(mass != 0, total / torch.where(mass != 0, mass, 1.0), 0.0)
+    merged = disjoint_merge(trimmed, weights, params.convention, params.sign)
     return merged.mul_(params.scale)
 
 
-def dare(tensors: Sequence[Tensor], weights: Sequence[float], params: DareParams) -> Tensor:
-    """DARE (Yu et al. 2024): drop entries with probability p, rescale by 1/(1−p), sum.
-
-    Expert ``i`` draws its mask from a generator seeded with ``seed + i``: deterministic.
-    """
-    keep = 1.0 - params.drop_rate
-    out = _zeros(tensors[0])
-    for i, (tensor, weight) in enumerate(zip(tensors, weights, strict=True)):
-        generator = torch.Generator().manual_seed(params.seed + i)
-        mask = (torch.rand(tensor.shape, generator=generator) < keep).to(tensor.device)
-        out.add_(torch.where(mask, _f32(tensor), 0.0), alpha=float(weight) / keep)
-    return out.mul_(params.scale)
+def dare(
+    tensors: Sequence[Tensor], weights: Sequence[float], params: DareParams, layer: str = ""
+) -> Tensor:
+    """DARE (Yu et al. 2024): drop entries with probability p, rescale by 1/(1−p), sum."""
+    pruned = drop_and_rescale(tensors, params.drop_rate, params.seed, layer)
+    return weighted_sum(pruned, weights).mul_(params.scale)
 
 
-def klora(tensors: Sequence[Tensor], weights: Sequence[float], params: KLoraParams) -> Tensor:
+def dare_ties(
+    tensors: Sequence[Tensor], weights: Sequence[float], params: DareTiesParams, layer: str = ""
+) -> Tensor:
+    """DARE's drop-and-rescale, then TIES's sign election and disjoint mean (peft ``dare_ties``)."""
+    pruned = drop_and_rescale(tensors, params.drop_rate, params.seed, layer)
+    merged = disjoint_merge(pruned, weights, params.convention, params.sign)
+    return merged.mul_(params.scale)
+
+
+def magnitude_prune(
+    tensors: Sequence[Tensor],
+    weights: Sequence[float],
+    params: MagnitudePruneParams,
+    layer: str = "",
+) -> Tensor:
+    """Trim each tensor to its largest magnitudes, then the weighted sum (peft)."""
+    trimmed = [trim(t, params.density) for t in tensors]
+    return weighted_sum(trimmed, weights).mul_(params.scale)
+
+
+def klora(
+    tensors: Sequence[Tensor], weights: Sequence[float], params: KLoraParams, layer: str = ""
+) -> Tensor:
     """K-LoRA-style selection: per layer, keep the weighted delta(s) whose ``top_k`` largest
     magnitudes sum highest (Ouyang et al. 2025), drop the others."""
     scaled = [_f32(t) * float(w) for t, w in zip(tensors, weights, strict=True)]
@@ -187,6 +278,20 @@ for _method in (
     ),
     MergeMethod("ties", ties, TiesParams, "task_vectors", "TIES: trim, elect sign, disjoint mean"),
     MergeMethod("dare", dare, DareParams, "task_vectors", "DARE: drop and rescale, then sum"),
+    MergeMethod(
+        "dare_ties",
+        dare_ties,
+        DareTiesParams,
+        "task_vectors",
+        "DARE drop and rescale, then TIES sign election and disjoint mean",
+    ),
+    MergeMethod(
+        "magnitude_prune",
+        magnitude_prune,
+        MagnitudePruneParams,
+        "task_vectors",
+        "keep the largest magnitudes of each tensor, then the weighted sum",
+    ),
     MergeMethod(
         "klora",
         klora,

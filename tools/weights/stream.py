@@ -107,11 +107,11 @@ def merge_to_file(
                 if not sources:
                     value = original.to(torch.float32, copy=True)
                 elif method.checkpoints == "weights":
-                    value = method.for_checkpoints()(tensors, ckpt_weights, options)
+                    value = method.for_checkpoints()(tensors, ckpt_weights, options, key)
                 else:
                     anchor = base.ldm_tensor(key).float()
                     diffs = [t.float() - anchor for t in tensors]
-                    value = anchor + method.for_checkpoints()(diffs, ckpt_weights, options)
+                    value = anchor + method.for_checkpoints()(diffs, ckpt_weights, options, key)
                 del tensors
                 if key in targets:
                     value = _add_deltas(value, targets[key], lora_weights, method, options)
@@ -208,7 +208,7 @@ def _add_deltas(value, entries: list[Target], weights, method, options) -> torch
         modules = [m for _, m, _ in items]
         part = items[0][2]
         combined = combined_delta(
-            modules, [weights[i] for i, _, _ in items], method, options, base, part
+            modules, [weights[i] for i, _, _ in items], method, options, base, part, link.diffusers
         )
         view += link.to_ldm(combined).reshape(view.shape)
     return value
