@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from graph.errors import UnknownExpertError
 from graph.store import GraphArrays
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -49,6 +52,8 @@ class Subgraph:
 
 def extract_subgraph(arrays: GraphArrays, expert_ids: Sequence[str]) -> Subgraph:
     """Experts in the given order, their one-hop reference prompts (store order) and edges."""
+    import torch  # here, not at module level: reading the graph must not load torch
+
     rows = arrays.expert_rows()
     missing = [i for i in expert_ids if i not in rows]
     if missing:

@@ -1,8 +1,26 @@
-"""Expert Selection Agent: from a user prompt to the experts to merge (paper §3.2)."""
+"""Expert Selection Agent: from a user prompt to the experts to merge (paper §3.2).
 
-from agents.selection.graph import build_graph, make_context, select
-from agents.selection.result import DroppedCandidate, SelectedExpert, SelectionResult
-from agents.selection.state import SelectionContext
+The names below load on first use, so that importing the package (the CLI does, to
+register ``select``) does not import LangGraph.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agents.selection.graph import build_graph, make_context, select
+    from agents.selection.result import DroppedCandidate, SelectedExpert, SelectionResult
+    from agents.selection.state import SelectionContext
+
+_WHERE = {
+    "DroppedCandidate": "agents.selection.result",
+    "SelectedExpert": "agents.selection.result",
+    "SelectionResult": "agents.selection.result",
+    "SelectionContext": "agents.selection.state",
+    "build_graph": "agents.selection.graph",
+    "make_context": "agents.selection.graph",
+    "select": "agents.selection.graph",
+}
 
 __all__ = [
     "DroppedCandidate",
@@ -13,3 +31,9 @@ __all__ = [
     "make_context",
     "select",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_WHERE[name]), name)
