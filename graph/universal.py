@@ -25,6 +25,9 @@ from graph.records import (
 from graph.store import GraphStore
 from graph.subgraph import Subgraph, extract_subgraph
 
+# Below this many experts in a searched partition, exact numpy search is faster than Chroma.
+EXACT_SEARCH_LIMIT = 2048
+
 
 def node_text(expert: Expert) -> str:
     """The text whose embedding is the expert's node feature."""
@@ -125,6 +128,23 @@ class UniversalGraph:
         self.store.deprecate(expert_id, reason)
         self.index.sync(since, deletes=[_entry(expert)])
 
+    def enable(self, expert_id: str) -> bool:
+        """Re-activate a deprecated expert; False when it was active already.
+
+        A superseded version stays retired: its newer version is the one to use.
+        """
+        expert = self.store.expert(expert_id)
+        if expert.is_active:
+            return False
+        if expert.superseded_by:
+            raise GraphError(
+                f"expert {expert_id!r} was superseded by {expert.superseded_by!r}: use that "
+                "version (or remove it first and enable this one)"
+            )
+        active = expert.model_copy(update={"status": ExpertStatus.ACTIVE, "status_reason": None})
+        self.update_expert(active, reembed=False)
+        return True
+
     def remove(self, expert_id: str) -> None:
         expert = self.store.expert(expert_id)
         since = self.index.revision
@@ -170,15 +190,26 @@ class UniversalGraph:
     ) -> list[tuple[Expert, float]]:
         """Top-k experts by cosine similarity to a text or an embedding.
 
-        Active experts come from the Chroma index; ``exact`` (or a status other than
-        active) searches the store's arrays by brute force instead.
+        Active experts come from the Chroma index; ``exact``, a status other than active,
+        or a searched partition of at most ``EXACT_SEARCH_LIMIT`` experts search the store's
+        arrays by brute force instead (exact, and it spares a small graph loading Chroma).
         """
         embedding = self.embedder.embed_one(query) if isinstance(query, str) else query
-        if exact or status is not ExpertStatus.ACTIVE:
+        if exact or status is not ExpertStatus.ACTIVE or self._small(kind, base):
             hits = numpy_topk(self.store.arrays(), embedding, k, kind, base, status)
         else:
             hits = self.index.query(embedding, k, kind, base)
         return self._resolve(hits)
+
+    def _small(self, kind: ExpertKind | None, base: BaseFamily | None) -> bool:
+        arrays = self.store.arrays()
+        if len(arrays.expert_ids) <= EXACT_SEARCH_LIMIT:
+            return True
+        mask = arrays.expert_status == ExpertStatus.ACTIVE.value
+        for column, value in ((arrays.expert_kind, kind), (arrays.expert_base, base)):
+            if value is not None:
+                mask &= column == value.value
+        return int(mask.sum()) <= EXACT_SEARCH_LIMIT
 
     def _resolve(self, hits: Sequence[Hit]) -> list[tuple[Expert, float]]:
         experts = self.store.experts(ids=[h.expert_id for h in hits])

@@ -24,6 +24,12 @@ CATALOGUE = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _through_chroma(monkeypatch):
+    """These tests are about the Chroma index: search it even though the graph is small."""
+    monkeypatch.setattr("graph.universal.EXACT_SEARCH_LIMIT", 0)
+
+
 @pytest.fixture
 def graph(graph_config, embedder):
     with UniversalGraph(graph_config, embedder=embedder) as g:
@@ -114,3 +120,13 @@ def test_reference_prompts_are_deduplicated(graph):
 def test_k_must_be_positive(graph):
     with pytest.raises(GraphError, match="k must be at least 1"):
         graph.search("x", k=0)
+
+
+def test_small_partitions_are_searched_exactly_without_chroma(graph, monkeypatch):
+    monkeypatch.setattr("graph.universal.EXACT_SEARCH_LIMIT", 2048)
+    with UniversalGraph(graph.config, embedder=graph.embedder) as fresh:
+        hits = fresh.search("a young woman with long red hair", k=2, kind=ExpertKind.PEFT)
+        assert "index" not in fresh.__dict__  # Chroma was never opened
+    via_chroma = graph.search("a young woman with long red hair", k=2, kind=ExpertKind.PEFT)
+    assert [e.id for e, _ in hits] == [e.id for e, _ in via_chroma]
+    np.testing.assert_allclose([s for _, s in hits], [s for _, s in via_chroma], atol=1e-4)
