@@ -135,6 +135,17 @@ def deprecate(
 
 
 @graph_app.command()
+def enable(
+    ctx: typer.Context,
+    expert_id: Annotated[str, typer.Argument(help="expert id")],
+) -> None:
+    """Re-activate a deprecated expert (e.g. one a crawl retired as removed upstream)."""
+    with _open(ctx) as graph:
+        changed = graph.enable(expert_id)
+    console.print(f"enabled {expert_id}" if changed else f"{expert_id} is active already")
+
+
+@graph_app.command()
 def remove(
     ctx: typer.Context,
     expert_id: Annotated[str, typer.Argument(help="expert id")],

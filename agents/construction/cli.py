@@ -65,6 +65,14 @@ def crawl(
         Path | None,
         typer.Option(help="reference prompts to add first (.txt lines or .jsonl 'prompt')"),
     ] = None,
+    lookup: Annotated[
+        bool,
+        typer.Option(
+            "--lookup/--no-lookup",
+            help="--source local: look each file's SHA-256 up on Civitai for its description "
+            "(sends the hashes; off by default)",
+        ),
+    ] = False,
     fresh: Annotated[
         bool, typer.Option("--fresh", help="do not resume an unfinished session")
     ] = False,
@@ -89,6 +97,7 @@ def crawl(
             calibrate=calibrate,
             platform_url=platform_url,
             local_paths=[str(p.resolve()) for p in path or []],
+            lookup=lookup,
         )
     except ValidationError as exc:
         err = exc.errors()[0]
@@ -98,6 +107,12 @@ def crawl(
         ) from exc
     if request.source == "local" and not request.local_paths:
         raise DiffGraphError("--source local needs at least one --path to a model folder")
+    for folder in path or []:
+        if not folder.is_dir():
+            raise DiffGraphError(
+                f"--path {folder}: no such folder; give the A1111 / ComfyUI folder (or its "
+                "models/Lora, models/Stable-diffusion folder)"
+            )
     with ExitStack() as stack:
         if request.source == "demo" and request.platform_url is None:
             request = request.model_copy(
@@ -190,13 +205,15 @@ def _print_report(report) -> None:
         len(report.registered),
         len(report.updated),
         len(report.deprecated),
+        len(report.reactivated),
         len(report.skipped),
         len(report.failed),
         report.up_to_date,
         report.calibration_edges,
         f"{report.downloaded_bytes / 2**20:.1f}",
     ]
-    columns = ["registered", "updated", "deprecated", "skipped", "failed", "up to date", "edges"]
+    columns = ["registered", "updated", "deprecated", "reactivated", "skipped", "failed"]
+    columns += ["up to date", "edges"]
     print_table(title, [*columns, "MB"], [counts])
     problems = report.skipped + report.failed
     if problems:

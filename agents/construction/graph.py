@@ -169,10 +169,18 @@ def make_source(request: CrawlRequest, settings: Settings):
         url = request.platform_url or p.huggingface_url
         return HuggingFaceSource(HuggingFaceClient(url, settings.hf_token, policy))
     if request.source == "local":
+        from tools.platforms.hash_cache import HashCache
         from tools.platforms.local import LocalScanner
 
-        civitai = CivitaiClient(p.civitai_url, settings.civitai_api_key, policy)
-        scanner = LocalScanner(civitai, allow_pickle=settings.allow_pickle)
+        civitai = None
+        if request.lookup:  # opt-in: sends every file's hash to Civitai
+            quick = policy.model_copy(update={"max_retries": min(policy.max_retries, 1)})
+            civitai = CivitaiClient(p.civitai_url, settings.civitai_api_key, quick)
+        scanner = LocalScanner(
+            civitai,
+            allow_pickle=settings.allow_pickle,
+            hash_cache=HashCache(settings.data_dir / "cache" / "hashes.sqlite"),
+        )
         return LocalSource(scanner, [Path(x) for x in request.local_paths])
     if request.source == "demo":
         return CivitaiSource(

@@ -32,7 +32,7 @@ from agents.construction.schemas import (
 from agents.construction.state import CrawlContext, CrawlState, WorkItem
 from agents.construction.tools import expert_id, kinds_of, weights_folder
 from graph.errors import GraphError
-from graph.records import Calibration, Expert, ExpertKind, Source, WeightFile
+from graph.records import Calibration, Expert, ExpertKind, ExpertStatus, Source, WeightFile
 from graph.universal import node_text
 from tools.platforms.errors import PlatformError
 from tools.platforms.records import DownloadedFile, PageText, PlatformModel, Skipped
@@ -157,6 +157,7 @@ def discover(state: CrawlState, ctx: CrawlContext) -> dict:
     outcomes: list[Outcome] = []
     notes: list[str] = []
     seen: set[str] = set()
+    revived: list[dict] = []
     up_to_date = 0
     complete = False
     stopped_by = None
@@ -169,6 +170,7 @@ def discover(state: CrawlState, ctx: CrawlContext) -> dict:
             plan = _plan(item, request, known.get(item.id, []), platform, ctx.download.allow_pickle)
             if plan is None:
                 up_to_date += 1
+                revived += _revival(item, known.get(item.id, []), platform, ctx.source)
             elif isinstance(plan, Outcome):
                 outcomes.append(plan)
             elif not any(c.expert_id == plan.expert_id for c in queue):
@@ -180,10 +182,12 @@ def discover(state: CrawlState, ctx: CrawlContext) -> dict:
             complete = True
     except PlatformError as exc:
         notes.append(f"the listing stopped early: {exc}")
+    notes += ctx.source.notes
     removed: list[str] = []
     if complete:
         for model_id, experts in known.items():
-            active = [e.id for e in experts if e.is_active]
+            # only experts this listing covers (a local crawl: files under its folders)
+            active = [e.id for e in experts if e.is_active and ctx.source.covers(e)]
             if model_id not in seen and active and not ctx.source.exists(model_id):
                 removed.extend(active)
     elif known:
@@ -194,11 +198,32 @@ def discover(state: CrawlState, ctx: CrawlContext) -> dict:
         "current": None,
         "outcomes": [o.model_dump(mode="json") for o in outcomes],
         "removed": removed,
+        "revived": revived,
         "up_to_date": up_to_date,
         "listing_complete": complete,
         "notes": notes,
         "stopped_by": stopped_by,
     }
+
+
+def _revival(item: PlatformModel, known: list[Expert], platform: str, source) -> list[dict]:
+    """The known expert of ``item``'s version when the crawl retired it as removed upstream
+    (found again: re-activate it), or when its local file moved (update the path)."""
+    if item.latest is None:
+        return []
+    wanted = expert_id(platform, item.model_copy(update={"versions": [item.latest]}))
+    found = getattr(source, "found_at", lambda _id: None)(item.id)
+    out = []
+    for expert in known:
+        if expert.id != wanted:
+            continue
+        retired = not expert.is_active and (expert.status_reason or "").startswith(
+            "removed upstream"
+        )
+        moved = bool(found and expert.file and expert.file.path != found)
+        if retired or moved:
+            out.append({"id": expert.id, "path": found if moved else None, "revive": retired})
+    return out
 
 
 def route_next(state: CrawlState) -> Literal["fetch_homepage", "deprecate_removed"]:
@@ -429,8 +454,23 @@ def finish_item(state: CrawlState, ctx: CrawlContext) -> dict:
 
 @_node
 def deprecate_removed(state: CrawlState, ctx: CrawlContext) -> dict:
-    """Deprecate experts whose upstream model is gone (history kept, nothing retrained)."""
+    """Deprecate experts whose upstream model is gone (history kept, nothing retrained);
+    re-activate the ones found again, and follow local files that moved."""
     outcomes = []
+    for revival in state.get("revived", []):
+        expert = ctx.graph.expert(revival["id"])
+        update: dict = {}
+        if revival["path"] and expert.file is not None:
+            update["file"] = expert.file.model_copy(update={"path": revival["path"]})
+        if revival["revive"] and not expert.is_active:
+            update |= {"status": ExpertStatus.ACTIVE, "status_reason": None}
+            outcomes.append(
+                Outcome(
+                    item=expert.id, name=expert.name, status="reactivated", reason="found again"
+                ).model_dump(mode="json")
+            )
+        if update:
+            ctx.graph.update_expert(expert.model_copy(update=update), reembed=False)
     for expert_id_ in state.get("removed", []):
         expert = ctx.graph.expert(expert_id_)
         if expert.is_active:
@@ -467,6 +507,7 @@ def report(state: CrawlState, ctx: CrawlContext) -> dict:
         registered=[o.item for o in outcomes if o.status == "registered"],
         updated=[o.item for o in outcomes if o.status == "updated"],
         deprecated=[o.item for o in outcomes if o.status == "deprecated"],
+        reactivated=[o.item for o in outcomes if o.status == "reactivated"],
         skipped=[o for o in outcomes if o.status == "skipped"],
         failed=[o for o in outcomes if o.status == "failed"],
         up_to_date=state.get("up_to_date", 0),

@@ -51,6 +51,9 @@ class CrawlRequest(BaseModel):
     calibrate: bool = True
     platform_url: str | None = None
     local_paths: list[str] = Field(default_factory=list)
+    lookup: bool = Field(
+        False, description="local: look each file's SHA-256 up on Civitai (sends the hashes)"
+    )
     sort: str = "Highest Rated"
 
     def session_key(self) -> str:
@@ -73,7 +76,7 @@ class Candidate(BaseModel):
     model: PlatformModel = Field(description="the upstream model with only the chosen version")
 
 
-OutcomeStatus = Literal["registered", "updated", "deprecated", "skipped", "failed"]
+OutcomeStatus = Literal["registered", "updated", "deprecated", "reactivated", "skipped", "failed"]
 
 
 class Outcome(BaseModel):
@@ -105,6 +108,9 @@ class CrawlReport(BaseModel):
     registered: list[str] = Field(default_factory=list)
     updated: list[str] = Field(default_factory=list)
     deprecated: list[str] = Field(default_factory=list)
+    reactivated: list[str] = Field(
+        default_factory=list, description="experts removed earlier and found again"
+    )
     skipped: list[Outcome] = Field(default_factory=list)
     failed: list[Outcome] = Field(default_factory=list)
     up_to_date: int = 0

@@ -46,6 +46,7 @@ class CrawlState(TypedDict, total=False):
     current: WorkItem | None
     outcomes: Annotated[list[dict[str, Any]], operator.add]  # schemas.Outcome
     removed: list[str]  # active expert ids whose upstream model is gone
+    revived: list[dict[str, Any]]  # {"id", "path"}: experts found again (or at a new path)
     up_to_date: int
     listing_complete: bool
     notes: Annotated[list[str], operator.add]

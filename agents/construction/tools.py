@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from graph.records import BaseFamily, Calibration, Expert, ExpertKind
 from tools.platforms.civitai import CivitaiClient
-from tools.platforms.downloads import DownloadPolicy, download, sha256_file
+from tools.platforms.downloads import DownloadPolicy, download
 from tools.platforms.errors import HashMismatchError, NotFoundError, PlatformError
 from tools.platforms.http import HttpClient
 from tools.platforms.huggingface import HuggingFaceClient
@@ -40,6 +40,7 @@ class ExpertSource(Protocol):
 
     platform: str
     demo: bool
+    notes: list[str]  # what the last listing wants the report to say
 
     def iter_models(
         self, base: BaseFamily, types: Sequence[str]
@@ -48,6 +49,10 @@ class ExpertSource(Protocol):
 
     def exists(self, model_id: str) -> bool:
         """False when the model was removed upstream."""
+
+    def covers(self, expert: Expert) -> bool:
+        """True when this listing is where ``expert`` would appear (a local crawl covers
+        only the files under its folders), so that its absence means removal."""
 
     def fetch(self, file: PlatformFile, dest_dir: Path, policy: DownloadPolicy) -> DownloadedFile:
         """The verified weight file on local disk."""
@@ -137,6 +142,7 @@ class CivitaiSource:
         self.demo = client.platform == "demo"
         self.sort = sort
         self.page_size = page_size
+        self.notes: list[str] = []
 
     def iter_models(
         self, base: BaseFamily, types: Sequence[str]
@@ -154,6 +160,9 @@ class CivitaiSource:
             return False
         return True
 
+    def covers(self, expert: Expert) -> bool:
+        return True
+
     def fetch(self, file: PlatformFile, dest_dir: Path, policy: DownloadPolicy) -> DownloadedFile:
         return _download(self.client.http, file, dest_dir, policy)
 
@@ -169,6 +178,7 @@ class HuggingFaceSource:
     def __init__(self, client: HuggingFaceClient) -> None:
         self.client = client
         self.demo = client.demo
+        self.notes: list[str] = []
 
     def iter_models(
         self, base: BaseFamily, types: Sequence[str]
@@ -181,6 +191,9 @@ class HuggingFaceSource:
 
     def exists(self, model_id: str) -> bool:
         return self.client.exists(model_id)
+
+    def covers(self, expert: Expert) -> bool:
+        return True
 
     def fetch(self, file: PlatformFile, dest_dir: Path, policy: DownloadPolicy) -> DownloadedFile:
         return _download(self.client.http, file, dest_dir, policy)
@@ -197,25 +210,41 @@ class LocalSource:
 
     def __init__(self, scanner: LocalScanner, roots: Sequence[Path]) -> None:
         self.scanner = scanner
-        self.roots = [Path(r) for r in roots]
-        self._present: set[str] = set()
+        self.roots = [Path(r).resolve() for r in roots]
+        self._present: dict[str, str] = {}  # model id (hash) -> the file found now
+        self.notes: list[str] = []
 
     def iter_models(
         self, base: BaseFamily, types: Sequence[str]
     ) -> Iterator[PlatformModel | Skipped]:
+        missing = [str(r) for r in self.roots if not r.is_dir()]
+        if missing:  # a typo must not read as "every file was deleted"
+            raise PlatformError(f"local model folder {', '.join(missing)} does not exist")
         models, skipped = self.scanner.scan(self.roots)
-        self._present = {m.id for m in models}
+        self._present = {m.id: m.versions[0].files[0].local_path or "" for m in models}
+        if self.scanner.lookup_error:
+            self.notes.append(
+                f"Civitai look-ups turned off after the first failure: {self.scanner.lookup_error}"
+            )
         yield from skipped
         yield from models
 
     def exists(self, model_id: str) -> bool:
         return model_id in self._present
 
+    def covers(self, expert: Expert) -> bool:
+        path = expert.file.path if expert.file else None
+        return bool(path) and any(Path(path).resolve().is_relative_to(r) for r in self.roots)
+
+    def found_at(self, model_id: str) -> str | None:
+        """Where this scan found the file of ``model_id`` (None when it did not)."""
+        return self._present.get(model_id)
+
     def fetch(self, file: PlatformFile, dest_dir: Path, policy: DownloadPolicy) -> DownloadedFile:
         path = Path(file.local_path or "")
         if not path.is_file():
             raise PlatformError(f"{path} is gone: it was moved or deleted since the scan")
-        digest = sha256_file(path)
+        digest = self.scanner.sha256(path)
         if file.sha256 and digest != file.sha256:
             raise HashMismatchError(
                 f"{path} changed since the scan (SHA-256 {digest[:12]}, was {file.sha256[:12]}): "
@@ -228,3 +257,5 @@ class LocalSource:
     def close(self) -> None:
         if self.scanner.civitai is not None:
             self.scanner.civitai.close()
+        if self.scanner.hash_cache is not None:
+            self.scanner.hash_cache.close()

@@ -2,10 +2,11 @@
 
 For each weight file, in order: its ``.civitai.info`` sidecar (written by Civitai Helper:
 the API's model-version JSON), else a look-up of its SHA-256 on Civitai when a client is
-given, else its A1111 ``.json`` sidecar (``activation text``, ``preferred weight``,
+given (opt-in; the first network failure turns look-ups off for the rest of the scan), else
+its A1111 ``.json`` sidecar (``activation text``, ``preferred weight``,
 ``description``), else its kohya ``ss_*`` / ``modelspec.*`` metadata and its file name.
 Pickle files (``.ckpt`` / ``.pt`` / ``.bin``) are skipped unless ``allow_pickle``; they are
-hashed, never loaded.
+hashed, never loaded. Hashes are cached by (path, size, mtime) when a cache is given.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from graph.records import BaseFamily, ExpertKind
 from tools.platforms.civitai import CivitaiClient
 from tools.platforms.civitai_schema import base_family, parse_version_response
 from tools.platforms.errors import MalformedResponseError, NotFoundError, PlatformError
+from tools.platforms.hash_cache import HashCache
 from tools.platforms.records import (
     PICKLE_SUFFIXES,
     PlatformFile,
@@ -92,9 +94,24 @@ def find_model_files(
 class LocalScanner:
     """Describes local weight files as platform records (``platform='local'``)."""
 
-    def __init__(self, civitai: CivitaiClient | None = None, allow_pickle: bool = False) -> None:
+    def __init__(
+        self,
+        civitai: CivitaiClient | None = None,
+        allow_pickle: bool = False,
+        hash_cache: HashCache | None = None,
+    ) -> None:
         self.civitai = civitai
         self.allow_pickle = allow_pickle
+        self.hash_cache = hash_cache
+        self.lookup_error: str | None = None  # set when look-ups were turned off
+
+    def sha256(self, path: Path) -> str:
+        """The file's SHA-256, from the cache when size and mtime are unchanged."""
+        if self.hash_cache is not None:
+            return self.hash_cache.sha256(path)
+        from tools.weights.files import sha256_file
+
+        return sha256_file(path)
 
     def scan(self, roots: Sequence[Path]) -> tuple[list[PlatformModel], list[Skipped]]:
         models, skipped = [], []
@@ -113,9 +130,9 @@ class LocalScanner:
 
     def describe(self, path: Path, kind: ExpertKind) -> PlatformModel:
         """One file as a one-version model whose id is the file's SHA-256 (first 12)."""
-        from tools.weights.files import autov2, sha256_file
+        from tools.weights.files import autov2
 
-        sha = sha256_file(path)
+        sha = self.sha256(path)
         file = PlatformFile(
             name=path.name,
             size_bytes=path.stat().st_size,
@@ -143,14 +160,17 @@ class LocalScanner:
             return None
 
     def _lookup(self, sha: str) -> PlatformModel | None:
-        if self.civitai is None:
+        if self.civitai is None or self.lookup_error is not None:
             return None
         try:
             return self.civitai.version_by_hash(sha)
         except NotFoundError:
             return None
-        except PlatformError as exc:
-            log.warning("Civitai look-up of %s failed: %s", sha[:12], exc)
+        except PlatformError as exc:  # offline or Civitai down: back off once, not per file
+            self.lookup_error = str(exc)[:300]
+            log.warning(
+                "Civitai look-up of %s failed (%s): no more look-ups in this scan", sha[:12], exc
+            )
             return None
 
     def _as_local(self, upstream: PlatformModel, file: PlatformFile, kind: ExpertKind):

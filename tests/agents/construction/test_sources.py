@@ -74,7 +74,9 @@ def test_local_folders(platform, demo_weights, tmp_path, embedder):
         model = platform.catalogue.by_slug(slug)
         copies[slug] = folder / f"{slug}.safetensors"
         shutil.copy(demo_weights.info(model, model.latest).path, copies[slug])
-    request = CrawlRequest(source="local", local_paths=[str(tmp_path / "webui")], calibrate=False)
+    request = CrawlRequest(
+        source="local", local_paths=[str(tmp_path / "webui")], calibrate=False, lookup=True
+    )
     report = run(settings, request, embedder)
     assert len(report.registered) == 2 and report.downloaded_bytes == 0
     with UniversalGraph(settings.graph, embedder) as graph:
