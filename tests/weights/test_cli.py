@@ -25,6 +25,12 @@ def test_inspect_json(tiny_files):
     assert data["ranks"] == {"4": 176} and len(data["autov2"]) == 10
 
 
+def test_merge_help_shows_the_a1111_syntax_literally():
+    result = runner.invoke(build_app(), ["merge", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "(A1111 <lora:x:0.7>)" in result.stdout and "❌" not in result.stdout
+
+
 def test_inspect_table_and_methods(tiny_files):
     result = invoke("weights", "inspect", str(tiny_files["ckpt_ldm"]))
     assert result.exit_code == 0 and "ldm-checkpoint" in result.stdout
@@ -35,6 +41,8 @@ def test_inspect_table_and_methods(tiny_files):
         "task_arithmetic",
         "ties",
         "dare",
+        "dare_ties",
+        "magnitude_prune",
         "klora",
     }
 

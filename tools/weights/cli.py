@@ -18,6 +18,10 @@ PickleFlag = Annotated[
 ]
 
 
+# help text is rich markup, where ``:x:`` is an emoji code: an empty span splits it
+A1111_LORA = "<lora:x[not bold][/not bold]:0.7>"
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(weights_app, name="weights")
     app.command("merge")(merge)
@@ -116,7 +120,7 @@ def merge(
     ] = None,
     method: Annotated[str, typer.Option(help="merge method (see `weights methods`)")] = "diffgraph",
     normalize: Annotated[
-        str, typer.Option(help="softmax (the paper) or raw (A1111 <lora:x:0.7>)")
+        str, typer.Option(help=f"softmax (the paper) or raw (A1111 {A1111_LORA})")
     ] = "softmax",
     param: Annotated[
         list[str] | None, typer.Option("--param", help="method parameter KEY=VALUE (repeatable)")

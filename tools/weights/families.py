@@ -2,13 +2,19 @@
 
 The configs are those of the public SD 1.5, SDXL base and FLUX.1-dev releases. Models are
 built on the meta device (no memory, no download) to list every module name and weight
-shape; tests check the tables against the real key maps of those checkpoints.
+shape; tests check the tables against the real key maps of those checkpoints. The tables
+are shipped in ``shapes/<family>.json.gz`` (building the models imports diffusers and
+transformers: seconds); a test checks they equal freshly built ones, and
+:func:`write_shape_tables` regenerates them.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
+import json
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from graph.records import BaseFamily
@@ -106,15 +112,36 @@ def build_component(kind: str, config: Mapping[str, Any], device: str = "meta"):
         return cls(CLIPTextConfig(**config))
 
 
+SHAPE_TABLES = Path(__file__).resolve().parent / "shapes"
+
+
 @functools.cache
 def parameter_shapes(family: BaseFamily) -> dict[str, tuple[int, ...]]:
-    """Every parameter of the family's full-size components: ``component.param`` → shape."""
+    """Every parameter of the family's full-size components: ``component.param`` → shape.
+
+    Read from the shipped table (:data:`SHAPE_TABLES`), as :func:`build_parameter_shapes`
+    makes it.
+    """
+    table = json.loads(gzip.decompress((SHAPE_TABLES / f"{family.value}.json.gz").read_bytes()))
+    return {name: tuple(shape) for name, shape in table.items()}
+
+
+def build_parameter_shapes(family: BaseFamily) -> dict[str, tuple[int, ...]]:
+    """:func:`parameter_shapes` from the family's components built on the meta device."""
     shapes: dict[str, tuple[int, ...]] = {}
     for component, (kind, config) in FAMILY_COMPONENTS[family].items():
         model = build_component(kind, config)
         for name, tensor in model.state_dict().items():
             shapes[canonical_name(f"{component}.{name}")] = tuple(tensor.shape)
     return shapes
+
+
+def write_shape_tables() -> None:
+    """Regenerate the shipped shape tables (after a family config or library change)."""
+    SHAPE_TABLES.mkdir(exist_ok=True)
+    for family in FAMILY_COMPONENTS:
+        data = json.dumps(build_parameter_shapes(family), separators=(",", ":")).encode()
+        (SHAPE_TABLES / f"{family.value}.json.gz").write_bytes(gzip.compress(data, mtime=0))
 
 
 def text_model_prefix(module: Any) -> str:
