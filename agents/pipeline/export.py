@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +16,27 @@ def _lora_name(path: str | None, fallback: str) -> str:
     return Path(path).stem if path else fallback
 
 
+def a1111_quote(value: object) -> str:
+    """A parameter value as A1111 writes it: JSON-quoted when it holds ``,`` ``:`` or a
+    line break (``infotext_utils.quote``)."""
+    text = str(value)
+    if "," not in text and "\n" not in text and ":" not in text:
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
 def to_a1111(recipe: Recipe) -> str:
-    """Prompt with ``<lora:name:weight>`` tags plus A1111 generation parameters.
+    """A1111's infotext, exactly: the prompt with ``<lora:name:weight>`` tags, a
+    ``Negative prompt:`` line, and one parameters line (what A1111's "PNG Info" and
+    Civitai read from a PNG's ``parameters`` chunk).
 
     A1111 applies ``W + Σ m·ΔW`` with ``m`` the tag's multiplier, so the merge weights
-    reproduce DiffGraph's LoRA merge exactly. Several checkpoints cannot be merged on the
-    fly there: the ``Model`` line then names the merged file (`diffgraph generate
-    --save-merged`), and a comment gives the Checkpoint Merger weights.
+    reproduce DiffGraph's LoRA merge exactly. ``Sampler`` names the scheduler the pipeline
+    ran; ``Model hash`` (the first 10 digits of the checkpoint's SHA-256) and ``Lora
+    hashes`` (each LoRA's A1111 hash, as Civitai reads it) let both find the files. Several
+    checkpoints cannot be merged on the fly there: ``Model`` then names the merged file
+    (`diffgraph generate --save-merged`) and ``DiffGraph checkpoint merge`` gives the
+    Checkpoint Merger weights, inside the parameters line.
     """
     tags = " ".join(
         f"<lora:{_lora_name(e.path, e.name)}:{e.merge_weight:.4g}>" for e in recipe.loras
@@ -29,17 +44,34 @@ def to_a1111(recipe: Recipe) -> str:
     lines = [f"{recipe.final_prompt} {tags}".strip()]
     if recipe.negative_prompt:
         lines.append(f"Negative prompt: {recipe.negative_prompt}")
-    lines.append(
-        f"Steps: {recipe.steps}, Sampler: Euler, CFG scale: {recipe.guidance:g}, "
-        f"Seed: {recipe.seed}, Size: {recipe.width}x{recipe.height}, "
-        f"Model: {Path(recipe.checkpoint_name()).stem}"
-    )
+    params: dict[str, object] = {"Steps": recipe.steps}
+    if recipe.sampler:
+        params["Sampler"] = recipe.sampler
+    if recipe.schedule_type:
+        params["Schedule type"] = recipe.schedule_type
+    params |= {
+        "CFG scale": f"{recipe.guidance:g}",
+        "Seed": recipe.seed,
+        "Size": f"{recipe.width}x{recipe.height}",
+    }
+    model_sha = recipe.checkpoint_sha256()
+    if model_sha:
+        params["Model hash"] = model_sha[:10]
+    params["Model"] = Path(recipe.checkpoint_name()).stem
+    hashes = [f"{_alias(e)}: {e.addnet_hash[:12]}" for e in recipe.loras if e.addnet_hash]
+    if hashes:
+        params["Lora hashes"] = ", ".join(hashes)
     if len(recipe.checkpoints) > 1:
-        weights = ", ".join(
+        params["DiffGraph checkpoint merge"] = ", ".join(
             f"{_lora_name(e.path, e.name)} {e.merge_weight:.4g}" for e in recipe.checkpoints
         )
-        lines.append(f"# checkpoint merge (weighted sum): {weights}")
+    lines.append(", ".join(f"{k}: {a1111_quote(v)}" for k, v in params.items()))
     return "\n".join(lines)
+
+
+def _alias(expert) -> str:
+    """The name A1111 writes in ``Lora hashes`` (the tag's name without ``:`` and ``,``)."""
+    return _lora_name(expert.path, expert.name).replace(":", "").replace(",", "")
 
 
 def to_comfyui(recipe: Recipe) -> dict[str, Any]:

@@ -277,6 +277,7 @@ def _recipe(prompt, ctx, options, experts, plan, mode, notes) -> Recipe:
             trigger_words=expert.trigger_words if expert.kind is ExpertKind.PEFT else [],
             path=expert.file.path,
             sha256=expert.file.sha256,
+            addnet_hash=_addnet_hash(expert.file.path) if expert.kind is ExpertKind.PEFT else None,
         )
 
     checkpoints = [item(by_id[i]) for i in planned if by_id[i].kind is ExpertKind.CKPT]
@@ -289,6 +290,8 @@ def _recipe(prompt, ctx, options, experts, plan, mode, notes) -> Recipe:
         notes.append("experts chosen by the deterministic no-LLM policy")
     if plan is not None:
         notes += plan.notes
+    sampler, schedule_type = ctx.generator.sampler
+    base = ctx.settings.base_model
     return Recipe(
         prompt=prompt,
         final_prompt=prompt,
@@ -296,10 +299,13 @@ def _recipe(prompt, ctx, options, experts, plan, mode, notes) -> Recipe:
         seed=options.seed,
         steps=options.steps or gen.steps,
         guidance=options.guidance if options.guidance is not None else gen.guidance,
+        sampler=sampler,
+        schedule_type=schedule_type,
         width=width,
         height=height,
         family=ctx.generator.family.value,
-        base_model=str(ctx.settings.base_model) if ctx.settings.base_model else None,
+        base_model=str(base) if base else None,
+        base_model_sha256=None if checkpoints else _file_hash(ctx, base),
         checkpoints=checkpoints,
         loras=loras,
         method=options.method,
@@ -309,6 +315,27 @@ def _recipe(prompt, ctx, options, experts, plan, mode, notes) -> Recipe:
         demo=demo,
         notes=list(dict.fromkeys(notes)),
     )
+
+
+def _file_hash(ctx: PipelineContext, path: Path | None) -> str | None:
+    """SHA-256 of a single-file model (A1111's ``Model hash``), cached across runs."""
+    if path is None or not Path(path).is_file():
+        return None
+    from tools.platforms.hash_cache import HashCache
+
+    cache = HashCache(ctx.settings.data_dir / "cache" / "hashes.sqlite")
+    try:
+        return cache.sha256(Path(path))
+    finally:
+        cache.close()
+
+
+def _addnet_hash(path: str | None) -> str | None:
+    from tools.weights.files import addnet_hash
+
+    if not path or Path(path).suffix.lower() != ".safetensors" or not Path(path).is_file():
+        return None
+    return addnet_hash(Path(path))
 
 
 def _size(ctx: PipelineContext, options: GenerateOptions) -> tuple[int, int]:

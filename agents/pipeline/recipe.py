@@ -20,6 +20,9 @@ class RecipeExpert(BaseModel):
     trigger_words: list[str] = Field(default_factory=list)
     path: str | None = None
     sha256: str | None = None
+    addnet_hash: str | None = Field(
+        None, description="SHA-256 of the tensor data (A1111's LoRA hash, Civitai's AutoV3)"
+    )
 
 
 class Recipe(BaseModel):
@@ -31,10 +34,13 @@ class Recipe(BaseModel):
     seed: int
     steps: int
     guidance: float
+    sampler: str | None = Field(None, description="A1111 name of the scheduler that ran")
+    schedule_type: str | None = Field(None, description="A1111 schedule type (Karras ...)")
     width: int
     height: int
     family: str
     base_model: str | None = Field(None, description="base checkpoint file when no ckpt merged")
+    base_model_sha256: str | None = None
     checkpoints: list[RecipeExpert] = Field(default_factory=list)
     loras: list[RecipeExpert] = Field(default_factory=list)
     method: str = "diffgraph"
@@ -56,3 +62,11 @@ class Recipe(BaseModel):
         if self.base_model and not self.checkpoints:
             return Path(self.base_model).name
         return "diffgraph-merged.safetensors"
+
+    def checkpoint_sha256(self) -> str | None:
+        """The SHA-256 of :meth:`checkpoint_name`'s file, when one file is loaded as is."""
+        if len(self.checkpoints) == 1:
+            return self.checkpoints[0].sha256
+        if not self.checkpoints:
+            return self.base_model_sha256
+        return None

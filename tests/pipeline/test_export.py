@@ -53,14 +53,21 @@ def recipe(checkpoints=3) -> Recipe:
 
 
 def test_a1111_prompt_and_parameters():
-    assert to_a1111(recipe(1)) == (
+    one = recipe(1).model_copy(update={"sampler": "DPM++ 2M", "schedule_type": "Karras"})
+    one.checkpoints[0].sha256 = "ab" * 32
+    one.loras[0].addnet_hash = "cd" * 32
+    assert to_a1111(one) == (
         "a red-haired woman, watercolor, wcstyle <lora:watercolor_v2:0.6> <lora:red hair:0.4>\n"
         "Negative prompt: blurry\n"
-        "Steps: 25, Sampler: Euler, CFG scale: 7.5, Seed: 7, Size: 512x768, Model: ckpt0"
+        "Steps: 25, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 7.5, Seed: 7, "
+        'Size: 512x768, Model hash: ababababab, Model: ckpt0, Lora hashes: "watercolor_v2: '
+        'cdcdcdcdcdcd"'
     )
     text = to_a1111(recipe(3))
-    assert "Model: diffgraph-merged" in text
-    assert text.endswith("# checkpoint merge (weighted sum): ckpt0 0.5, ckpt1 0.3, ckpt2 0.2")
+    *_, last = text.splitlines()  # one parameters line, the merge inside it
+    assert last.startswith("Steps: 25, CFG scale: 7.5")  # no sampler claimed when unknown
+    assert "Model: diffgraph-merged" in last and "Model hash" not in last
+    assert last.endswith('DiffGraph checkpoint merge: "ckpt0 0.5, ckpt1 0.3, ckpt2 0.2"')
 
 
 def _effective_checkpoint_weights(workflow) -> dict[str, float]:

@@ -114,6 +114,13 @@ class Generator:
     def device(self) -> torch.device:
         return self.pipe.device
 
+    @property
+    def sampler(self) -> tuple[str, str | None]:
+        """The A1111 ``(sampler, schedule type)`` of the pipeline's scheduler."""
+        from tools.generation.samplers import a1111_sampler
+
+        return a1111_sampler(self.pipe.scheduler)
+
     def components(self) -> dict[str, torch.nn.Module]:
         """The modules a merge plan changes (``unet``, ``text_encoder`` …)."""
         found = {}

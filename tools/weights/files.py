@@ -251,7 +251,7 @@ class StreamingWriter:
         self._ctx.__exit__(exc_type, exc, tb)
 
 
-_HASHES: dict[tuple[str, int, int], str] = {}
+_HASHES: dict[tuple, str] = {}
 
 
 def sha256_file(path: Path) -> str:
@@ -284,3 +284,20 @@ def _sha256(path: Path) -> str:
 def autov2(sha256: str) -> str:
     """Civitai's AutoV2 hash: the first 10 hex digits of the SHA-256, upper case."""
     return sha256[:10].upper()
+
+
+def addnet_hash(path: Path) -> str:
+    """The SHA-256 of a safetensors file's tensor data (its header skipped): kohya's
+    ``sshs_model_hash``, A1111's LoRA hash (first 12 digits) and Civitai's AutoV3."""
+    path = Path(path)
+    stat = path.stat()
+    stamp = ("addnet", str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if stamp not in _HASHES:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            handle.seek(8 + length)
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+        _HASHES[stamp] = digest.hexdigest()
+    return _HASHES[stamp]
