@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "tools.scorers.cli",
     "tools.autolora.cli",
     "planner.cli",
+    "tools.world.cli",
 )
 
 

@@ -164,6 +164,7 @@ class ScorerSettings(BaseModel):
     hps_v21: Path | None = Field(None, description="HPS_v2.1_compressed.pt (or .safetensors)")
     open_clip_h14: Path | None = Field(None, description="CLIP ViT-H-14 HF folder (tokenizer)")
     pick_score: Path | None = Field(None, description="PickScore_v1 HF folder")
+    world_judge: Path | None = Field(None, description="the small world's judge.safetensors")
     metrics: list[str] = Field(
         default_factory=lambda: ["clip_score", "aesthetic"], description="scorers to run"
     )

@@ -33,7 +33,7 @@ from tools.scorers.suite import ScorerSuite
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("clip_score", "aesthetic", "image_reward", "hps_v21", "pick_score")
+METRICS = ("clip_score", "aesthetic", "image_reward", "hps_v21", "pick_score", "world_judge")
 CLIP_L14_REPO = "openai/clip-vit-large-patch14"
 CLIP_H14_REPO = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
 IMAGE_REWARD_REPO = "THUDM/ImageReward"
@@ -73,6 +73,9 @@ SOURCES: dict[str, tuple[WeightSource, ...]] = {
     "hps_v21": (WeightSource("hps_v21", HPS_REPO, "HPS_v2.1_compressed.pt (or .safetensors)"),),
     "pick_score": (
         WeightSource("pick_score", PICK_REPO, "PickScore_v1 (a transformers CLIP folder)"),
+    ),
+    "world_judge": (
+        WeightSource("world_judge", None, "the small world's judge.safetensors"),
     ),
 }
 
@@ -228,6 +231,12 @@ class _Loader:
         tokenizer = self._h14_tokenizer(metric, folder)
         embedder = load_clip(folder, metric, "pick_score", self.device, tokenizer)
         return CosineScorer(metric, embedder, embedder.logit_scale, demo=_is_demo(folder))
+
+    def world_judge(self) -> Scorer:
+        from tools.scorers.world_judge import WorldJudgeScorer
+
+        path = locate_source("world_judge", self.settings, SOURCES["world_judge"][0])
+        return WorldJudgeScorer.from_file(path, self.device)
 
     def _h14_tokenizer(self, metric: str, folder: Path) -> Path:
         if any((folder / n).is_file() for n in TOKENIZER_FILES):

@@ -20,6 +20,7 @@ DEFAULT_STATS: dict[str, tuple[float, float]] = {
     "image_reward": (0.0, 1.0),
     "hps_v21": (0.27, 0.03),
     "pick_score": (21.0, 1.5),
+    "world_judge": (0.5, 0.25),  # a probability: the small world's judge
 }
 
 

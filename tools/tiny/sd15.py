@@ -61,10 +61,10 @@ SCHEDULER_CONFIG = {  # SD 1.5's noise schedule
 }
 
 
-def text_encoder_config():
+def text_encoder_config(words: tuple[str, ...] | None = None):
     from transformers import CLIPTextConfig
 
-    vocab, _ = tiny_vocab()
+    vocab, _ = tiny_vocab(words) if words else tiny_vocab()
     return CLIPTextConfig(
         vocab_size=len(vocab),
         hidden_size=TEXT_DIM,
@@ -149,10 +149,12 @@ def save_ldm_checkpoint(
     vae: dict[str, torch.Tensor],
     text_encoder: dict[str, torch.Tensor],
     metadata: dict[str, str] | None = None,
+    demo: bool = True,
 ) -> Path:
     """Write tiny SD 1.5 component state dicts as one LDM-layout ``.safetensors`` (atomically).
 
-    The key layout is the weights toolkit's diffusers → LDM conversion for SD 1.5.
+    The key layout is the weights toolkit's diffusers → LDM conversion for SD 1.5. ``demo``
+    marks the file as tiny random weights (trained weights pass ``False``).
     """
     from tools.weights.convert import diffusers_to_ldm
     from tools.weights.files import save_tensors
@@ -160,7 +162,8 @@ def save_ldm_checkpoint(
     components = {"unet": unet, "vae": vae, "text_encoder": text_encoder}
     configs = {"unet": UNET_CONFIG, "vae": VAE_CONFIG}
     state = diffusers_to_ldm(components, BaseFamily.SD15, configs)
-    save_tensors(state, Path(path), {**DEMO_METADATA, **(metadata or {})})
+    marker = DEMO_METADATA if demo else {}
+    save_tensors(state, Path(path), {**marker, **(metadata or {})})
     return Path(path)
 
 

@@ -44,11 +44,11 @@ def bytes_to_unicode() -> dict[int, str]:
 
 
 @functools.cache
-def tiny_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+def tiny_vocab(words: tuple[str, ...] = WORDS) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """The vocabulary (token → id) and the BPE merges, in priority order.
 
-    The merges are learned by the ``tokenizers`` BPE trainer on :data:`WORDS`, so each of
-    those words encodes as one token; the result is deterministic.
+    The merges are learned by the ``tokenizers`` BPE trainer on ``words`` (default
+    :data:`WORDS`), so each of those words encodes as one token; the result is deterministic.
     """
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 
@@ -61,7 +61,7 @@ def tiny_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
         end_of_word_suffix="</w>",
         show_progress=False,
     )
-    learner.train_from_iterator(WORDS, trainer=trainer)
+    learner.train_from_iterator(words, trainer=trainer)
     merges = [tuple(pair) for pair in json.loads(learner.to_str())["model"]["merges"]]
     vocab: dict[str, int] = {}
     for token in [*symbols, *(s + "</w>" for s in symbols), *(a + b for a, b in merges)]:
@@ -71,17 +71,17 @@ def tiny_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return vocab, merges
 
 
-def build_tiny_tokenizer():
+def build_tiny_tokenizer(words: tuple[str, ...] = WORDS):
     """A ``transformers.CLIPTokenizer`` over :func:`tiny_vocab` (77 tokens, like SD 1.5)."""
     from transformers import CLIPTokenizer
 
-    vocab, merges = tiny_vocab()
+    vocab, merges = tiny_vocab(words)
     return CLIPTokenizer(vocab=dict(vocab), merges=list(merges), model_max_length=MAX_LENGTH)
 
 
-def write_vocab_files(directory: Path) -> None:
+def write_vocab_files(directory: Path, words: tuple[str, ...] = WORDS) -> None:
     """Also write ``vocab.json`` / ``merges.txt`` (the slow-tokenizer file pair)."""
-    vocab, merges = tiny_vocab()
+    vocab, merges = tiny_vocab(words)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
     lines = ["#version: 0.2", *(f"{a} {b}" for a, b in merges)]

@@ -63,11 +63,12 @@ class DemoModel:
     fault: Literal["flaky-download", "bad-hash", "injection"] | None = None
     rating: float = 4.5
     downloads: int = 1000
+    notice: str = DEMO_NOTICE  # what every page of the model says it is
 
     @property
     def description_html(self) -> str:
         """What the REST API returns: short, with the demo notice."""
-        return f"<p>{self.summary}</p><p><em>{DEMO_NOTICE}</em></p>"
+        return f"<p>{self.summary}</p><p><em>{self.notice}</em></p>"
 
     @property
     def homepage_text(self) -> str:

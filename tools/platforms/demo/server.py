@@ -30,7 +30,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from tools.local_server import LocalServer
 from tools.platforms.demo.catalogue import (
-    DEMO_NOTICE,
     DemoCatalogue,
     DemoModel,
     DemoVersion,
@@ -153,7 +152,7 @@ class DemoPlatform(LocalServer):
             "name": version.name,
             "baseModel": BASE_MODEL_LABEL,
             "baseModelType": "Standard",
-            "description": f"<p>{html.escape(model.name)} {version.name}. {DEMO_NOTICE}</p>",
+            "description": f"<p>{html.escape(model.name)} {version.name}. {model.notice}</p>",
             "publishedAt": version.published.isoformat().replace("+00:00", "Z"),
             "availability": "Public",
             "trainedWords": model.trigger_words,
@@ -294,12 +293,12 @@ class DemoPlatform(LocalServer):
 
     def hf_readme(self, model: DemoModel) -> str:
         front = json.dumps(self.hf_card_data(model))  # JSON is valid YAML
-        return f"---\n{front}\n---\n# {model.name}\n\n{model.summary}\n\n{DEMO_NOTICE}\n"
+        return f"---\n{front}\n---\n# {model.name}\n\n{model.summary}\n\n{model.notice}\n"
 
     def homepage(self, model: DemoModel) -> str:
         encoded = base64.b64encode(model.homepage_text.encode()).decode()
         return _HOMEPAGE.format(
-            name=html.escape(model.name), notice=html.escape(DEMO_NOTICE), text=encoded
+            name=html.escape(model.name), notice=html.escape(model.notice), text=encoded
         )
 
 

@@ -1,0 +1,75 @@
+"""The world's models in the project's tiny SD 1.5 architecture, with the world's tokenizer.
+
+Same UNet / VAE / CLIP text-encoder layout as :mod:`tools.tiny.sd15` (so every loader, key
+map, LoRA format and merge works unchanged); the tokenizer adds the world's words as whole
+tokens.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tools.tiny.sd15 import SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG, text_encoder_config
+from tools.tiny.tokenizer import WORDS, build_tiny_tokenizer
+from tools.world.vocab import world_words
+
+TOKEN_WORDS = tuple(dict.fromkeys((*WORDS, *world_words())))
+WORLD_MARK = "diffgraph_world"  # metadata key of every file the world writes
+WORLD_NOTE = "small trained world (64x64 shapes), not SD 1.5: images measure the method only"
+
+
+def world_tokenizer():
+    return build_tiny_tokenizer(TOKEN_WORDS)
+
+
+def new_vae(seed: int):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    return AutoencoderKL(**VAE_CONFIG)
+
+
+def new_unet(seed: int):
+    from diffusers import UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    return UNet2DConditionModel(**UNET_CONFIG)
+
+
+def new_text_encoder(seed: int):
+    from transformers import CLIPTextModel
+
+    torch.manual_seed(seed)
+    return CLIPTextModel(text_encoder_config(TOKEN_WORDS))
+
+
+def noise_scheduler():
+    from diffusers import DDPMScheduler
+
+    keys = ("beta_start", "beta_end", "beta_schedule", "clip_sample", "steps_offset")
+    return DDPMScheduler(num_train_timesteps=1000, **{k: SCHEDULER_CONFIG[k] for k in keys})
+
+
+def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
+    """Token ids ``N × 77`` (padded with the end token, as SD 1.5 does)."""
+    return tokenizer(
+        captions, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+    ).input_ids
+
+
+def assemble_pipeline(unet, vae, text_encoder):
+    """A ``StableDiffusionPipeline`` of the given components (DDIM sampler, world tokenizer)."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        unet=unet.eval(),
+        vae=vae.eval(),
+        text_encoder=text_encoder.eval(),
+        tokenizer=world_tokenizer(),
+        scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

@@ -1,0 +1,66 @@
+"""Training the world's VAE (the tiny SD 1.5 ``AutoencoderKL``) on single-attribute images."""
+
+from __future__ import annotations
+
+import torch
+
+from tools.world.data import SINGLE_DOMAINS, make_set, to_tensor
+from tools.world.models import new_vae
+from tools.world.progress import Progress, Resume, no_progress
+
+LATENT_WEIGHT = 1e-4  # keeps latents bounded; SD's VAE is nearly an autoencoder too
+
+
+def train_vae(
+    steps: int,
+    seed: int,
+    resume: Resume,
+    batch: int = 16,
+    n_images: int = 12_000,
+    lr: float = 1e-3,
+    progress: Progress = no_progress,
+):
+    """The trained VAE, with ``config.scaling_factor`` set so latents have unit spread."""
+    data = to_tensor(make_set(SINGLE_DOMAINS, n_images, seed).images)
+    vae = new_vae(seed).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.05)
+    generator = torch.Generator().manual_seed(seed)
+    start = 0
+    if (snap := resume.load()) is not None:
+        vae.load_state_dict(snap["model"])
+        opt.load_state_dict(snap["opt"])
+        sched.load_state_dict(snap["sched"])
+        generator.set_state(snap["rng"])
+        start = snap["step"]
+    for step in range(start, steps):
+        idx = torch.randint(0, len(data), (batch,), generator=generator)
+        x = data[idx]
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.mean).sample  # deterministic: converges far faster
+        loss = (recon - x).abs().mean() + 0.5 * (recon - x).pow(2).mean()
+        loss = loss + LATENT_WEIGHT * posterior.mean.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        progress("vae", step + 1, steps)
+        state = {"model": vae.state_dict(), "opt": opt.state_dict()}
+        resume.save(step + 1, {**state, "sched": sched.state_dict(), "rng": generator.get_state()})
+    vae.eval()
+    sample = data[: min(len(data), 2048)]
+    with torch.no_grad():
+        latents = torch.cat(
+            [vae.encode(sample[i : i + 256]).latent_dist.mean for i in range(0, len(sample), 256)]
+        )
+    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    return vae
+
+
+@torch.no_grad()
+def encode_latents(vae, images, batch: int = 256) -> torch.Tensor:
+    """Scaled latent means of uint8 images (what the UNet trains on)."""
+    x = to_tensor(images)
+    out = [vae.encode(x[i : i + batch]).latent_dist.mean for i in range(0, len(x), batch)]
+    return torch.cat(out) * vae.config.scaling_factor
