@@ -4,7 +4,8 @@ The store is the truth. The index holds one collection per (kind, base family) s
 filtered query is a plain nearest-neighbour search (Chroma's metadata filters cost tens of
 milliseconds); deprecated experts are not indexed, and queries that include them run
 exactly over the store's arrays. The store records which collections and revision the
-index mirrors; a missing or stale index is rebuilt from the store.
+index mirrors; a missing or stale index is rebuilt from the store. Collections are named
+after the graph's id, so one Chroma server holds the indexes of many graphs.
 """
 
 from __future__ import annotations
@@ -66,11 +67,16 @@ def make_client(chroma_dir: Path, chroma_url: str | None):
 
 
 class ChromaIndex:
-    """Cosine top-k over active expert embeddings, one collection per kind × family."""
+    """Cosine top-k over active expert embeddings, one collection per kind × family.
+
+    Collection names carry the graph's id (``experts-<id>-peft-sd15``), so graphs of
+    several projects share one Chroma server without overwriting each other, and
+    switching between them rebuilds nothing.
+    """
 
     def __init__(self, client, prefix: str, store: GraphStore) -> None:
         self._client = client
-        self._prefix = prefix
+        self._prefix = f"{prefix}-{store.uid[:16]}"
         self._store = store
         self._collections: dict[tuple[ExpertKind, BaseFamily], object] = {}
 

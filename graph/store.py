@@ -172,6 +172,19 @@ class GraphStore:
         return int(self._meta("revision") or 0)
 
     @property
+    def uid(self) -> str:
+        """Random id of this graph (made when the store was created; a store written before
+        ids existed gets one now). It namespaces the graph's Chroma collections."""
+        value = self._meta("uid")
+        if not value:
+            with self._lock:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('uid', ?)", (uuid.uuid4().hex,)
+                )
+            value = self._meta("uid") or ""
+        return value
+
+    @property
     def index_stamp(self) -> dict | None:
         """What the retrieval index last mirrored (written by the index, not a graph change)."""
         value = self._meta("index_stamp")
