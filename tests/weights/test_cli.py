@@ -28,7 +28,7 @@ def test_inspect_json(tiny_files):
 def test_merge_help_shows_the_a1111_syntax_literally():
     result = runner.invoke(build_app(), ["merge", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert "(A1111 <lora:x:0.7>)" in result.stdout and "❌" not in result.stdout
+    assert "(A1111 <lora:x:0.7>:" in result.stdout and "❌" not in result.stdout
 
 
 def test_inspect_table_and_methods(tiny_files):

@@ -116,12 +116,19 @@ def merge(
         list[str] | None, typer.Option("--ckpt", help="checkpoint PATH:COEFFICIENT (repeatable)")
     ] = None,
     lora: Annotated[
-        list[str] | None, typer.Option("--lora", help="LoRA-type PATH:COEFFICIENT (repeatable)")
+        list[str] | None,
+        typer.Option("--lora", help="LoRA-type PATH:STRENGTH (repeatable; 1 when omitted)"),
     ] = None,
     method: Annotated[str, typer.Option(help="merge method (see `weights methods`)")] = "diffgraph",
     normalize: Annotated[
-        str, typer.Option(help=f"softmax (the paper) or raw (A1111 {A1111_LORA})")
-    ] = "softmax",
+        str,
+        typer.Option(
+            help=f"what weights mean: strength (A1111 {A1111_LORA}: --lora x:0.7 applies x at "
+            "strength 0.7; checkpoint weights are shares of a weighted sum), softmax (the "
+            "paper's, used for the planner's coefficients: softmax within each kind, so a "
+            "lone LoRA gets 1) or raw (every weight as given)"
+        ),
+    ] = "strength",  # tools.weights.plan.USER_NORMALIZE (not imported: it loads torch)
     param: Annotated[
         list[str] | None, typer.Option("--param", help="method parameter KEY=VALUE (repeatable)")
     ] = None,
@@ -135,7 +142,12 @@ def merge(
     allow_pickle: PickleFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """Merge checkpoints and LoRAs into one single-file .safetensors (streamed)."""
+    """Merge checkpoints and LoRAs into one single-file .safetensors (streamed).
+
+    Weights mean what they mean in A1111: --lora X:0.5 applies X at strength 0.5, and
+    --ckpt A:0.7 --ckpt B:0.3 is a 70/30 weighted sum (--normalize softmax for the paper's
+    softmax, which the planner's coefficients use).
+    """
     from tools.weights.plan import MergePlan, plan_from_options
     from tools.weights.stream import merge_to_file
 

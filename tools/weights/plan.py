@@ -17,6 +17,10 @@ from tools.weights.errors import MergeConfigError
 from tools.weights.files import sha256_file
 from tools.weights.methods import get_method, method_params, normalized
 
+Normalize = Literal["softmax", "strength", "raw"]
+# What weights a user writes mean: A1111's (a LoRA's strength, checkpoint shares).
+USER_NORMALIZE: Normalize = "strength"
+
 
 class WeightedExpert(BaseModel):
     """One expert file and its merge coefficient."""
@@ -36,8 +40,13 @@ class WeightedExpert(BaseModel):
 class MergePlan(BaseModel):
     """Checkpoints and LoRA-type experts with coefficients, a method and its parameters.
 
-    ``normalize="softmax"`` (the paper) turns each group's coefficients into softmax
-    weights; ``"raw"`` uses them as given (A1111 ``<lora:name:0.7>``). ``base`` is the
+    ``normalize="softmax"`` (the paper; how the planner's coefficients are merged) turns
+    each group's coefficients into softmax weights. ``"strength"`` is what users mean by
+    weights they give themselves: a LoRA's coefficient is its strength, as in A1111's
+    ``<lora:name:0.7>``, and checkpoint coefficients are shares of a weighted sum (scaled
+    to add up to 1, as A1111's checkpoint merger). ``"raw"`` uses every coefficient as
+    given. Plans built here default to ``softmax``; ``diffgraph merge`` and plan files
+    that name no ``normalize`` use ``strength``. ``base`` is the
     reference for task-vector methods (TIES, DARE, task arithmetic) in file merges; when
     merging into loaded models the loaded weights are the base.
     """
@@ -47,7 +56,7 @@ class MergePlan(BaseModel):
     checkpoints: list[WeightedExpert] = Field(default_factory=list)
     loras: list[WeightedExpert] = Field(default_factory=list)
     method: str = "diffgraph"
-    normalize: Literal["softmax", "raw"] = "softmax"
+    normalize: Normalize = "softmax"
     params: dict[str, Any] = Field(default_factory=dict)
     base: Path | None = None
 
@@ -57,13 +66,24 @@ class MergePlan(BaseModel):
         method_params(self.method, self.params)
         if not self.checkpoints and not self.loras:
             raise ValueError("a merge plan needs at least one checkpoint or LoRA")
+        total = sum(e.coefficient for e in self.checkpoints)
+        if self.normalize == "strength" and self.checkpoints and total <= 0:
+            raise ValueError(
+                f"checkpoint weights add up to {total:g}: as shares of a weighted sum they "
+                "must add up to more than 0"
+            )
         return self
 
     def checkpoint_weights(self) -> list[float]:
-        return normalized([e.coefficient for e in self.checkpoints], self.normalize)
+        coefficients = [e.coefficient for e in self.checkpoints]
+        if self.normalize != "strength":
+            return normalized(coefficients, self.normalize)
+        total = sum(coefficients)
+        return [c / total for c in coefficients]
 
     def lora_weights(self) -> list[float]:
-        return normalized([e.coefficient for e in self.loras], self.normalize)
+        mode = "raw" if self.normalize == "strength" else self.normalize
+        return normalized([e.coefficient for e in self.loras], mode)
 
     def recipe(self) -> dict[str, Any]:
         """Everything that determines the merged weights, with file hashes for paths."""
@@ -98,6 +118,8 @@ class MergePlan(BaseModel):
                 data = json.loads(text)
         except Exception as exc:  # yaml.YAMLError / json.JSONDecodeError
             raise MergeConfigError(f"{path} is not valid YAML/JSON: {exc}") from exc
+        if isinstance(data, dict):  # weights a user wrote: A1111's meaning unless named
+            data = {"normalize": USER_NORMALIZE, **data}
         try:
             plan = cls.model_validate(data)
         except ValidationError as exc:
@@ -150,7 +172,8 @@ def plan_from_options(
     params: list[str],
     base: Path | None = None,
 ) -> MergePlan:
-    """A plan from command-line style options (``PATH:COEFFICIENT``, ``KEY=VALUE``)."""
+    """A plan from command-line style options (``PATH:COEFFICIENT``, ``KEY=VALUE``);
+    ``normalize`` is ``strength`` for what users type (see :class:`MergePlan`)."""
     try:
         return MergePlan(
             checkpoints=[parse_weighted(s) for s in checkpoints],
