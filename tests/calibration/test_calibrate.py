@@ -102,6 +102,7 @@ def test_failing_experts_are_recorded_and_the_run_goes_on(
     assert set(report.failures) == {"demo-broken", "demo-missing"}
     assert "safetensors" in report.failures["demo-broken"]
     assert "no local weights file" in report.failures["demo-missing"]
+    assert report.unusable == {"demo-broken", "demo-missing"} and report.exit_code == 2
 
 
 def test_wrong_family_and_no_prompts(graph, experts, executor):

@@ -71,3 +71,30 @@ def test_scorers_status_names_what_is_missing(run):
     assert rows["clip_score"]["ready"] and rows["aesthetic"]["ready"]
     assert not rows["image_reward"]["ready"]
     assert "scorers.image_reward" in rows["image_reward"]["detail"]
+
+
+def test_an_expert_that_does_not_fit_the_base_exits_2(run, tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    lora = tmp_path / "other-model.safetensors"  # a LoRA of modules the base does not have
+    save_file(
+        {
+            "lora_unet_nowhere_proj.lora_down.weight": torch.zeros(2, 8),
+            "lora_unet_nowhere_proj.lora_up.weight": torch.zeros(8, 2),
+        },
+        str(lora),
+    )
+    record = {
+        "id": "unfit",
+        "kind": "peft",
+        "base": "sd15",
+        "name": "x",
+        "file": {"path": str(lora)},
+    }
+    (tmp_path / "expert.json").write_text(json.dumps(record))
+    run("graph", "add-expert", str(tmp_path / "expert.json"))
+    run("ref-prompts", "pick", "--from", str(SAMPLE), "--n", "1", "--limit", "10", "--json")
+    report = _json(run("calibrate", "unfit", "--json", code=2))
+    assert report["unusable"] == ["unfit"] and "nowhere" in report["failures"]["unfit"]
+    assert "cannot be calibrated" in run("calibrate", "unfit", code=2)

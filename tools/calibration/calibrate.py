@@ -27,15 +27,25 @@ class CalibrationReport:
     calibrated: dict[str, int] = field(default_factory=dict)  # expert id -> prompts scored
     skipped: dict[str, int] = field(default_factory=dict)  # expert id -> prompts already scored
     failures: dict[str, str] = field(default_factory=dict)  # expert id -> error
+    unusable: set[str] = field(default_factory=set)  # failed by their own fault (see below)
     images: int = 0
     seconds: float = 0.0
     demo: bool = False
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing failed; 2 (a user error) when every failure is an expert that
+        cannot be used as given (wrong family, no file, does not fit the base); else 1."""
+        if not self.failures:
+            return 0
+        return 2 if set(self.failures) <= self.unusable else 1
 
     def as_dict(self) -> dict:
         return {
             "calibrated": self.calibrated,
             "skipped": self.skipped,
             "failures": self.failures,
+            "unusable": sorted(self.unusable),
             "images": self.images,
             "seconds": round(self.seconds, 3),
             "demo": self.demo,
@@ -72,6 +82,7 @@ def calibrate(
             tasks.append(ExpertTask.for_expert(expert, pending, base))
         except CalibrationError as exc:
             report.failures[expert.id] = str(exc)
+            report.unusable.add(expert.id)
             logger.warning("%s", exc)
     if tasks:
         report.demo = executor.demo
@@ -103,6 +114,8 @@ def _record(graph, result: ExpertResult, report: CalibrationReport) -> None:
     report.seconds += result.seconds
     if result.error is not None:
         report.failures[result.expert_id] = result.error
+        if result.unusable:
+            report.unusable.add(result.expert_id)
         return
     graph.set_calibrations(
         Calibration(expert_id=result.expert_id, ref_id=ref_id, scores=scores)

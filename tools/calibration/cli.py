@@ -90,6 +90,8 @@ def calibrate_command(
     data = report.as_dict()
     if as_json:
         print_json(data)
+        if report.exit_code:
+            raise typer.Exit(report.exit_code)
         return
     print_table(
         "calibration",
@@ -102,8 +104,13 @@ def calibrate_command(
     console.print(f"{report.images} images in {report.seconds:.1f} s")
     if report.demo:
         console.print("[yellow]demo: tiny random weights made or scored these images[/]")
-    if report.failures:
-        raise typer.Exit(1)
+    if report.unusable:
+        err_console.print(
+            "[red]error:[/] some experts cannot be calibrated on this base model (see the "
+            "error column): fix or deprecate them"
+        )
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)
 
 
 def _run(graph, experts, runner, base, texts, show_progress: bool):

@@ -88,5 +88,6 @@ class ExpertResult(BaseModel):
     expert_id: str
     scores: dict[str, dict[str, float]] = Field(default_factory=dict)  # ref id -> metric -> mean
     error: str | None = None
+    unusable: bool = False  # the error is the expert's own (it does not fit the base, ...)
     images: int = 0
     seconds: float = 0.0

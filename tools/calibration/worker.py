@@ -88,10 +88,13 @@ class Worker:
         try:
             scores, images = self._run(task)
         except Exception as exc:  # one expert's failure must not stop the run
+            from graph.errors import DiffGraphError
+
             logger.warning("calibration of %s failed: %s", task.expert_id, exc)
             return ExpertResult(
                 expert_id=task.expert_id,
                 error=f"{type(exc).__name__}: {exc}",
+                unusable=isinstance(exc, DiffGraphError),
                 seconds=time.perf_counter() - start,
             )
         return ExpertResult(
