@@ -190,3 +190,38 @@ class RandomPlanner:
     def plan(self, request: PlanRequest) -> PlanResult:
         coefficients = torch.rand(request.subgraph.num_experts, generator=self.generator)
         return PlanResult.from_coefficients(request, self.name, "random", coefficients)
+
+
+class OverridePlanner:
+    """Another planner's plan with some coefficients set by the user (web UI steering);
+    the merge weights are recomputed from the overridden coefficients."""
+
+    def __init__(self, inner: Planner, coefficients: dict[str, float]) -> None:
+        for expert_id, value in coefficients.items():
+            if not 0.0 <= value <= 1.0:
+                raise PlannerError(
+                    f"coefficient of {expert_id!r} is {value}: expected a number from 0 to 1"
+                )
+        self.inner = inner
+        self.coefficients = dict(coefficients)
+        self.name = f"{inner.name}+override"
+
+    def plan(self, request: PlanRequest) -> PlanResult:
+        base = self.inner.plan(request)
+        ids = [e.expert_id for e in base.experts]
+        overridden = [i for i in ids if i in self.coefficients]
+        if not overridden:
+            return base
+        values = torch.tensor(
+            [self.coefficients.get(e.expert_id, e.coefficient) for e in base.experts]
+        )
+        notes = [*base.notes, *(f"coefficient of {i} set by the user" for i in overridden)]
+        return PlanResult.from_coefficients(
+            request,
+            self.name,
+            base.mode,
+            values,
+            synthetic=base.synthetic,
+            demo=base.demo,
+            notes=notes,
+        )

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "agents.pipeline.cli",
     "agents.demo.cli",
     "agents.chat.cli",
+    "agents.webui.cli",
     "tools.weights.cli",
     "agents.construction.cli",
     "agents.selection.cli",

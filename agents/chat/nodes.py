@@ -141,6 +141,7 @@ def apply(state: ChatState, ctx: ChatContext) -> Update:
         "unpin": _pins,
         "unban": _pins,
         "seed": _seed,
+        "redraw": _redraw,
     }[decision.action]
     update = handler(decision, conversation, ctx)
     if update.get("changes") and not (update.get("prompt") or conversation.prompt):
@@ -222,6 +223,10 @@ def _seed(decision: TurnDecision, conversation: Conversation, ctx: ChatContext) 
     if new == conversation.seed:
         return {"notes": [f"the seed is already {new}"]}
     return {"seed": new, "changes": [f"seed {new}"]}
+
+
+def _redraw(decision: TurnDecision, conversation: Conversation, ctx: ChatContext) -> Update:
+    return {"changes": ["drawn again"]}
 
 
 def after_apply(state: ChatState) -> Literal["generate", "finish"]:

@@ -28,6 +28,7 @@ request about the session. Choose one action:
 - pin / ban: always / never merge the experts in expert_ids; unpin / unban undo that. Copy
   ids exactly from the session's experts, pinned or banned lists.
 - seed: draw again with another seed (seed: the number, if the user gave one).
+- redraw: draw again exactly as it is (the user changed settings outside the chat).
 - show: list the experts and their coefficients. help: explain the commands. quit: leave.
 - save: write the last result to the folder the user wrote (path, copied exactly; merged:
   true if they also want the merged model file).

@@ -17,6 +17,7 @@ Action = Literal[
     "unpin",
     "unban",
     "seed",
+    "redraw",
     "show",
     "save",
     "help",

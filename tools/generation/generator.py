@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +66,7 @@ class Generator:
         self.trigger_mode = trigger_mode
         self.max_batch = max_batch
         self.allow_pickle = allow_pickle
+        self._on_step: Callable[[int, int], None] | None = None
 
     @classmethod
     def from_path(
@@ -143,6 +144,16 @@ class Generator:
         ):
             yield
 
+    @contextlib.contextmanager
+    def observing(self, on_step: Callable[[int, int], None]) -> Iterator[None]:
+        """Within the block ``on_step(step, steps)`` runs after every denoising step; an
+        exception it raises stops the generation (how the web UI shows progress and cancels)."""
+        previous, self._on_step = self._on_step, on_step
+        try:
+            yield
+        finally:
+            self._on_step = previous
+
     def generate(
         self,
         request: GenerationRequest,
@@ -199,6 +210,14 @@ class Generator:
             "generator": generators,
             "output_type": "pt",
         }
+        if self._on_step is not None:
+            on_step = self._on_step
+
+            def step_end(pipe, step: int, timestep, tensors: dict) -> dict:
+                on_step(step + 1, getattr(pipe, "num_timesteps", None) or request.steps)
+                return tensors
+
+            kwargs["callback_on_step_end"] = step_end
         if self.family != BaseFamily.FLUX1:
             kwargs["negative_prompt"] = [request.negative_prompt] * len(prompts)
         if self.family == BaseFamily.SD15 and needs_windows(
