@@ -107,7 +107,7 @@ def image_reward_parts(tmp_path_factory):
     med = {
         "vocab_size": len(tokenizer),
         "hidden_size": 32,
-        "encoder_width": 64,
+        "encoder_width": 768,  # BLIP's file says 768; BLIP builds the vision width (64 here)
         "intermediate_size": 64,
         "num_hidden_layers": 2,
         "num_attention_heads": 4,
@@ -129,7 +129,7 @@ def image_reward_parts(tmp_path_factory):
             layer_norm_eps=1e-6,
         )
     ).eval()
-    text = BlipTextModel(text_config(med), add_pooling_layer=False).eval()
+    text = BlipTextModel(text_config(med, encoder_width=64), add_pooling_layer=False).eval()
     head = score_head(32).eval()
     state = {f"mlp.layers.{k}": v for k, v in head.state_dict().items()}
     state.update({f"blip.text_encoder.{k}": v for k, v in text.state_dict().items()})

@@ -8,7 +8,7 @@ import torch
 from tools.scorers.base import ClipEmbedder
 from tools.scorers.errors import MissingWeightsError, ScorerError
 from tools.scorers.load import load_scorers
-from tools.scorers.preprocess import clip_preprocess
+from tools.scorers.preprocess import clip_preprocess, pad_square_preprocess
 from tools.settings import ScorerSettings
 
 PROMPTS = ["a red cat", "a blue dog", "a photo", "a portrait", "the sea"]
@@ -51,7 +51,7 @@ def test_prompt_count_must_match(suite):
 
 def test_hps_reads_open_clip_weights_exactly(scorer_settings, tiny_clip):
     model, tokenizer = tiny_clip
-    reference = ClipEmbedder(model, tokenizer)
+    reference = ClipEmbedder(model, tokenizer, preprocess=pad_square_preprocess)
     images = _images()
     with torch.inference_mode():
         want = (reference.images(images) * reference.texts(PROMPTS)).sum(-1)

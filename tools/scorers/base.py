@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from tools.scorers.preprocess import clip_preprocess
+from tools.scorers.preprocess import Preprocess, clip_preprocess
 
 
 class Scorer(ABC):
@@ -34,17 +34,24 @@ class Scorer(ABC):
 
 
 class ClipEmbedder:
-    """Unit-norm image and text embeddings of a ``transformers.CLIPModel``."""
+    """Unit-norm image and text embeddings of a ``transformers.CLIPModel``.
 
-    def __init__(self, model, tokenizer, device: str = "cpu") -> None:
+    ``preprocess`` is the image transform of the scorer's reference (torchvision's CLIP
+    transform by default); :meth:`images` takes another one per call.
+    """
+
+    def __init__(
+        self, model, tokenizer, device: str = "cpu", preprocess: Preprocess = clip_preprocess
+    ) -> None:
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
         self.device = device
+        self.preprocess = preprocess
         self.image_size = int(model.config.vision_config.image_size)
         self.max_length = int(model.config.text_config.max_position_embeddings)
 
-    def images(self, images: torch.Tensor) -> torch.Tensor:
-        pixels = clip_preprocess(images.to(self.device), self.image_size)
+    def images(self, images: torch.Tensor, preprocess: Preprocess | None = None) -> torch.Tensor:
+        pixels = (preprocess or self.preprocess)(images.to(self.device), self.image_size)
         pooled = self.model.vision_model(pixel_values=pixels).pooler_output
         return F.normalize(self.model.visual_projection(pooled).float(), dim=-1)
 

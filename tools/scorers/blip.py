@@ -85,14 +85,19 @@ def vision_config(vision: Mapping[str, torch.Tensor], head_width: int = 64):
     )
 
 
-def text_config(med_config: Mapping):
-    """``BlipTextConfig`` from ImageReward's ``med_config.json`` (BERT + cross-attention)."""
+def text_config(med_config: Mapping, encoder_width: int | None = None):
+    """``BlipTextConfig`` from ImageReward's ``med_config.json`` (BERT + cross-attention).
+
+    The cross-attention reads the vision tower: BLIP (``blip_pretrain.py``, which ImageReward
+    builds) sets ``encoder_width`` to the vision width whatever the file says (768 in BLIP's
+    ``med_config.json``, 1024 for ImageReward's ViT-L), so pass the vision width.
+    """
     from transformers import BlipTextConfig
 
     return BlipTextConfig(
         vocab_size=med_config["vocab_size"],
         hidden_size=med_config["hidden_size"],
-        encoder_hidden_size=med_config["encoder_width"],
+        encoder_hidden_size=encoder_width or med_config["encoder_width"],
         intermediate_size=med_config["intermediate_size"],
         num_hidden_layers=med_config["num_hidden_layers"],
         num_attention_heads=med_config["num_attention_heads"],
@@ -127,7 +132,8 @@ class ImageRewardScorer(Scorer):
 
         vision_sd, text_sd, head_sd = split_image_reward(state)
         vision = BlipVisionModel(vision_config(vision_sd))
-        text = BlipTextModel(text_config(med_config), add_pooling_layer=False)
+        text_cfg = text_config(med_config, encoder_width=vision.config.hidden_size)
+        text = BlipTextModel(text_cfg, add_pooling_layer=False)
         head = score_head(text.config.hidden_size)
         vision.load_state_dict(vision_sd, strict=True)
         _load_text(text, text_sd)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from tools.scorers.base import ClipEmbedder, Scorer
+from tools.scorers.preprocess import Preprocess
 
 
 class CosineScorer(Scorer):
@@ -27,15 +28,18 @@ class CosineScorer(Scorer):
         scale: float = 1.0,
         floor: float | None = None,
         demo: bool = False,
+        preprocess: Preprocess | None = None,
     ) -> None:
         self.metrics = (metric,)
         self.embedder = embedder
         self.scale = scale
         self.floor = floor
         self.demo = demo
+        self.preprocess = preprocess  # None: the embedder's
 
     def _score(self, images: torch.Tensor, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-        cosine = (self.embedder.images(images) * self.embedder.texts(prompts)).sum(-1)
+        image_embeds = self.embedder.images(images, self.preprocess)
+        cosine = (image_embeds * self.embedder.texts(prompts)).sum(-1)
         if self.floor is not None:
             cosine = cosine.clamp(min=self.floor)
         return {self.metrics[0]: self.scale * cosine}

@@ -74,9 +74,7 @@ SOURCES: dict[str, tuple[WeightSource, ...]] = {
     "pick_score": (
         WeightSource("pick_score", PICK_REPO, "PickScore_v1 (a transformers CLIP folder)"),
     ),
-    "world_judge": (
-        WeightSource("world_judge", None, "the small world's judge.safetensors"),
-    ),
+    "world_judge": (WeightSource("world_judge", None, "the small world's judge.safetensors"),),
 }
 
 
@@ -173,9 +171,17 @@ class _Loader:
 
     def clip_score(self) -> Scorer:
         from tools.scorers.clip_scorers import CosineScorer
+        from tools.scorers.preprocess import hf_clip_preprocess
 
         embedder, folder = self.clip_l("clip_score")
-        return CosineScorer("clip_score", embedder, 100.0, floor=0.0, demo=_is_demo(folder))
+        return CosineScorer(
+            "clip_score",
+            embedder,
+            100.0,
+            floor=0.0,
+            demo=_is_demo(folder),
+            preprocess=hf_clip_preprocess,  # torchmetrics runs transformers' CLIPProcessor
+        )
 
     def aesthetic(self) -> Scorer:
         from tools.scorers.clip_scorers import AestheticScorer, score_head
@@ -212,24 +218,30 @@ class _Loader:
         from transformers import CLIPTokenizer
 
         from tools.scorers.clip_scorers import CosineScorer
-        from tools.scorers.open_clip import load_open_clip
+        from tools.scorers.open_clip import find_heads, load_open_clip
+        from tools.scorers.preprocess import pad_square_preprocess
 
         metric = "hps_v21"
         folder = locate_source(metric, self.settings, SOURCES[metric][0])
         names = ("HPS_v2.1_compressed.safetensors", "HPS_v2.1_compressed.pt")
         weights = find_file(metric, folder, names, "hps_v21")
         tokenizer = CLIPTokenizer.from_pretrained(self._h14_tokenizer(metric, weights.parent))
-        model = load_open_clip(load_state(weights, self.allow_pickle), tokenizer)
-        embedder = ClipEmbedder(model, tokenizer, self.device)
+        state = load_state(weights, self.allow_pickle)
+        heads = find_heads(state, weights.parent)
+        logger.info("hps_v21: attention heads from the %s", heads.source)
+        model = load_open_clip(state, tokenizer, heads)
+        embedder = ClipEmbedder(model, tokenizer, self.device, pad_square_preprocess)
         return CosineScorer(metric, embedder, demo=_is_demo(weights))
 
     def pick_score(self) -> Scorer:
         from tools.scorers.clip_scorers import CosineScorer
+        from tools.scorers.preprocess import hf_clip_preprocess
 
         metric = "pick_score"
         folder = locate_source(metric, self.settings, SOURCES[metric][0])
         tokenizer = self._h14_tokenizer(metric, folder)
         embedder = load_clip(folder, metric, "pick_score", self.device, tokenizer)
+        embedder.preprocess = hf_clip_preprocess  # PickScore runs transformers' CLIPProcessor
         return CosineScorer(metric, embedder, embedder.logit_scale, demo=_is_demo(folder))
 
     def world_judge(self) -> Scorer:

@@ -2,13 +2,20 @@
 
 OpenCLIP names ``visual.transformer.resblocks.{i}.attn.in_proj_weight`` (fused q/k/v),
 ``visual.proj`` (``x @ P``), ``text_projection`` …; the config is read off the tensor
-shapes (OpenCLIP's heads are 64 wide; its non-OpenAI models use exact GELU).
+shapes, except the attention heads, which no tensor shape fixes: they come from an
+``open_clip_config.json`` next to the weights (OpenCLIP's hub layout), else from OpenCLIP's
+published config of the architecture the shapes identify (ViT-H-14, the HPS v2.1 tower, has
+80-wide vision heads: 16, not 20), else OpenCLIP's default (64-wide). Its non-OpenAI models
+use exact GELU.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -73,13 +80,61 @@ def _layers(state: Mapping[str, torch.Tensor], visual: bool) -> int:
     return max(found) + 1
 
 
-def open_clip_config(state: Mapping[str, torch.Tensor], tokenizer, head_width: int = 64):
+DEFAULT_HEAD_WIDTH = 64  # OpenCLIP's CLIPVisionCfg.head_width
+
+
+@dataclass(frozen=True)
+class Heads:
+    """Attention heads of the two towers (their widths are not in any tensor shape)."""
+
+    vision_head_width: int
+    text_heads: int | None = None  # None: text width / 64
+    source: str = "OpenCLIP default"
+
+
+# OpenCLIP's model_configs/*.json: (vision width, vision layers, patch) -> (head_width, text heads)
+PUBLISHED: dict[tuple[int, int, int], tuple[str, int, int]] = {
+    (768, 12, 32): ("ViT-B-32", 64, 8),
+    (768, 12, 16): ("ViT-B-16", 64, 8),
+    (1024, 24, 14): ("ViT-L-14", 64, 12),
+    (1280, 32, 14): ("ViT-H-14", 80, 16),
+    (1408, 40, 14): ("ViT-g-14", 88, 16),
+    (1664, 48, 14): ("ViT-bigG-14", 104, 20),
+}
+CONFIG_FILE = "open_clip_config.json"
+
+
+def heads_from_config(config: Mapping) -> Heads:
+    """Heads of an OpenCLIP model config (``{"model_cfg": …}`` as on the hub, or the model
+    config itself)."""
+    config = config.get("model_cfg", config)
+    vision, text = config.get("vision_cfg", {}), config.get("text_cfg", {})
+    return Heads(int(vision.get("head_width", DEFAULT_HEAD_WIDTH)), text.get("heads"), CONFIG_FILE)
+
+
+def find_heads(state: Mapping[str, torch.Tensor], folder: Path | None = None) -> Heads:
+    """The heads of an OpenCLIP checkpoint: ``folder/open_clip_config.json``, else the
+    published config its shapes match, else OpenCLIP's defaults."""
+    if folder is not None and (folder / CONFIG_FILE).is_file():
+        return heads_from_config(json.loads((folder / CONFIG_FILE).read_text()))
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    conv = state["visual.conv1.weight"]
+    key = (conv.shape[0], _layers(state, visual=True), conv.shape[-1])
+    if key in PUBLISHED:
+        name, head_width, text_heads = PUBLISHED[key]
+        return Heads(head_width, text_heads, f"OpenCLIP {name} config")
+    return Heads(DEFAULT_HEAD_WIDTH)
+
+
+def open_clip_config(state: Mapping[str, torch.Tensor], tokenizer, heads: Heads | None = None):
     """A ``CLIPConfig`` matching the OpenCLIP tensors (e.g. ViT-H-14 for HPS v2.1).
 
-    The text tower pools at the tokenizer's end-of-text token.
+    ``heads`` defaults to :func:`find_heads` of the tensors. The text tower pools at the
+    tokenizer's end-of-text token.
     """
     from transformers import CLIPConfig
 
+    heads = heads or find_heads(state)
     state = {k.removeprefix("module."): v for k, v in state.items()}
     conv = state["visual.conv1.weight"]
     vision_width, patch = conv.shape[0], conv.shape[-1]
@@ -93,7 +148,7 @@ def open_clip_config(state: Mapping[str, torch.Tensor], tokenizer, head_width: i
             "hidden_size": text_width,
             "intermediate_size": text_mlp,
             "num_hidden_layers": _layers(state, visual=False),
-            "num_attention_heads": text_width // head_width,
+            "num_attention_heads": heads.text_heads or text_width // DEFAULT_HEAD_WIDTH,
             "max_position_embeddings": state["positional_embedding"].shape[0],
             "hidden_act": "gelu",
             "bos_token_id": tokenizer.bos_token_id,
@@ -104,7 +159,7 @@ def open_clip_config(state: Mapping[str, torch.Tensor], tokenizer, head_width: i
             "hidden_size": vision_width,
             "intermediate_size": vision_mlp,
             "num_hidden_layers": _layers(state, visual=True),
-            "num_attention_heads": vision_width // head_width,
+            "num_attention_heads": _heads(vision_width, heads.vision_head_width),
             "image_size": grid * patch,
             "patch_size": patch,
             "hidden_act": "gelu",
@@ -113,11 +168,20 @@ def open_clip_config(state: Mapping[str, torch.Tensor], tokenizer, head_width: i
     )
 
 
-def load_open_clip(state: Mapping[str, torch.Tensor], tokenizer, head_width: int = 64):
+def _heads(width: int, head_width: int) -> int:
+    if width % head_width:
+        raise ValueError(
+            f"OpenCLIP vision width {width} is not a multiple of the head width {head_width}: "
+            f"put the model's OpenCLIP config next to the weights as {CONFIG_FILE}"
+        )
+    return width // head_width
+
+
+def load_open_clip(state: Mapping[str, torch.Tensor], tokenizer, heads: Heads | None = None):
     """A ``CLIPModel`` holding an OpenCLIP checkpoint's weights (strict: every key used)."""
     from transformers import CLIPModel
 
-    model = CLIPModel(open_clip_config(state, tokenizer, head_width))
+    model = CLIPModel(open_clip_config(state, tokenizer, heads))
     missing, unexpected = model.load_state_dict(open_clip_to_hf(state), strict=False)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing or unexpected:
