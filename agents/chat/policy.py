@@ -2,7 +2,8 @@
 message as an edit of the prompt text.
 
 Rules, in order: "fewer experts" / "more experts" / "at most N loras" change the LoRA
-bound; "more X" / "add X" append the phrase X (more emphasis when it is already there);
+bound; "more X" / "add X" / "make it (more) X" append the phrase X (more emphasis when it is
+already there);
 "drop X" / "remove X" / "no X" / "without X" remove the prompt's comma-separated phrases
 that mention X; anything else is a new prompt.
 """
@@ -23,18 +24,18 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("/unpin ID [ID ...]", "undo a pin"),
     ("/unban ID [ID ...]", "undo a ban"),
     ("/seed [N]", "use seed N (default: the next seed), then regenerate"),
-    ("/redraw", "draw again as it is (after the web UI changed size, steps or coefficients)"),
     ("/loras [N]", "merge at most N LoRAs (no N: the selection decides), then regenerate"),
     (
-        "/save [DIR] [--merged]",
+        "/save [DIR | FILE.safetensors] [--merged]",
         "copy the last image(s), recipe, A1111 and ComfyUI exports to DIR (default "
-        "<out>/<thread>/saved); --merged also writes the merged model",
+        "<out>/<thread>/saved); --merged also writes the merged model; FILE.safetensors "
+        "writes the merged model there, the rest beside it",
     ),
     ("/help", "this list"),
     ("/quit", "leave; the thread is kept (resume it with --thread ID)"),
 )
 REFINEMENTS: tuple[tuple[str, str], ...] = (
-    ("more X, add X", "append X to the prompt (already there: more emphasis)"),
+    ("more X, add X, make it (more) X", "append X to the prompt (already there: more emphasis)"),
     ("drop X, remove X, no X, without X", "remove the prompt's phrases that mention X"),
     ("fewer experts, more experts, at most N loras", "lower / raise / set the LoRA bound"),
     ("anything else", "a new prompt"),
@@ -43,13 +44,17 @@ REFINEMENTS: tuple[tuple[str, str], ...] = (
 _QUIT_WORDS = {"quit", "exit", "bye", ":q"}
 _EXPERTS = r"(?:experts?|loras?|models?|adapters?)"
 _LEAD = re.compile(r"^(?:(?:please|pls|ok|okay|now|and|also|then|hmm)\b[\s,]*)+", re.I)
-_TAIL = re.compile(r"[\s,]*(?:\bplease\b|\bthanks?\b|[.!])*$", re.I)
+_TAIL = re.compile(r"[\s,]*(?:\bplease\b|\bthanks?\b|[.!?])*$", re.I)
 _FEWER = re.compile(rf"^(?:use |merge |with )?(?:fewer|less) {_EXPERTS}$", re.I)
 _MORE_EXPERTS = re.compile(rf"^(?:use |merge |with )?more {_EXPERTS}$", re.I)
 _COUNT = re.compile(
     rf"^(?:use |merge )?(?:only |at most |up to |max(?:imum)? )?(\d+) {_EXPERTS}$", re.I
 )
-_ADD = re.compile(r"^(?:more|add)\s+(.+)$", re.I)
+_ADD = re.compile(
+    r"^(?:(?:can|could|would) you\s+)?(?:more|add|make (?:it|this|the (?:image|picture|photo|"
+    r"scene))(?: look| feel)?(?: a bit| a little| much| even| way)?(?: more)?)\s+(.+)$",
+    re.I,
+)
 _REMOVE = re.compile(r"^(?:drop|remove|no|without|delete)\s+(.+)$", re.I)
 _DETERMINER = re.compile(r"^(?:(?:the|a|an|any|all|some|her|his|its|their)\s+)+", re.I)
 _GENERIC = re.compile(r"\s+(?:style|look|effect|vibe|feel|aesthetic)s?$", re.I)
@@ -74,7 +79,7 @@ def parse_command(text: str) -> TurnDecision | None:
         return None
     name, _, rest = stripped[1:].partition(" ")
     name, rest = name.lower(), rest.strip()
-    simple = {"show": "show", "help": "help", "quit": "quit", "exit": "quit", "redraw": "redraw"}
+    simple = {"show": "show", "help": "help", "quit": "quit", "exit": "quit"}
     if name in simple:
         return TurnDecision(action=simple[name], reasoning="command")
     if name == "prompt":

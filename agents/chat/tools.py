@@ -17,6 +17,9 @@ from graph.records import ExpertStatus
 if TYPE_CHECKING:
     from tools.settings import Settings
 
+# /save names that are files, not folders (a ``.safetensors`` one is the merged model's)
+_FILE_SUFFIXES = {".ckpt", ".pt", ".bin", ".png", ".jpg", ".jpeg", ".webp", ".json", ".txt"}
+
 
 def expert_problem(ctx: ChatContext, expert_id: str, *, mergeable: bool) -> str | None:
     """Why ``expert_id`` cannot be pinned (``mergeable``) or banned here; None if it can."""
@@ -81,11 +84,24 @@ def generate(
 
 def save(generation: Generation, folder: Path, settings: Settings, merged: bool) -> SavedFiles:
     """Copy the images, write the recipe and its A1111 / ComfyUI exports and, if ``merged``,
-    the merged model (one ``.safetensors``) into ``folder``; every file is written atomically."""
+    the merged model (one ``.safetensors``) into ``folder``; every file is written atomically.
+
+    A ``folder`` named ``*.safetensors`` (and not an existing folder) is the merged model's
+    file: the model is written there and the rest beside it.
+    """
     from agents.pipeline.export import to_a1111, to_comfyui
     from agents.pipeline.pipeline import merge_plan
     from tools.weights.files import atomic_path
 
+    model_file = None
+    suffix = folder.suffix.lower()
+    if suffix == ".safetensors" and not folder.is_dir():
+        model_file, folder, merged = folder, folder.parent, True
+    elif suffix in _FILE_SUFFIXES and not folder.is_dir():
+        raise ChatError(
+            f"/save {folder.name}: expected a folder (or NAME.safetensors for the merged "
+            "model), not a file name: e.g. /save out/castle"
+        )
     recipe = generation.recipe
     plan = merge_plan(recipe, base=settings.base_model) if merged else None
     if merged and plan is None:
@@ -120,7 +136,7 @@ def save(generation: Generation, folder: Path, settings: Settings, merged: bool)
         if plan is not None:
             from tools.weights.stream import merge_to_file
 
-            target = folder / f"{stem}.merged.safetensors"
+            target = model_file or folder / f"{stem}.merged.safetensors"
             merged_model = merge_to_file(plan, target, allow_pickle=settings.allow_pickle).output
     except OSError as exc:
         raise ChatError(
