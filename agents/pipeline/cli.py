@@ -26,6 +26,25 @@ def parse_size(size: str | None) -> tuple[int | None, int | None]:
         raise DiffGraphError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 512x768") from exc
 
 
+def check_size(settings, width: int | None, height: int | None) -> None:
+    """Refuse a size the base model's family cannot draw, reading only the model's config
+    (the family), not its weights."""
+    if width is None or settings.base_model is None or not settings.base_model.exists():
+        return  # loading the model says what is wrong with it
+    from pydantic import ValidationError
+
+    from tools.generation.loading import detect_family
+    from tools.generation.request import GenerationRequest
+
+    try:
+        request = GenerationRequest(prompts=["x"], width=width, height=height)
+    except ValidationError as exc:
+        raise DiffGraphError(
+            f"--size {width}x{height}: each side must be from 16 to 4096 pixels"
+        ) from exc
+    request.size(detect_family(settings.base_model, settings.allow_pickle))
+
+
 def generate(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="what to draw (A1111 syntax welcome)")],
@@ -59,6 +78,7 @@ def generate(
     if fusion not in ("merge", "gated"):
         raise DiffGraphError(f"--fusion {fusion!r}: expected merge or gated")
     width, height = parse_size(size)
+    check_size(ctx.obj, width, height)  # before minutes of model loading
     options = GenerateOptions(
         fusion=fusion,
         seed=seed,
@@ -71,6 +91,8 @@ def generate(
         experts=[e.strip() for e in experts.split(",") if e.strip()] if experts else None,
     )
     context = build_context(ctx.obj, planner=planner)
+    if not as_json:  # sampling takes a while: show its steps (on a terminal only)
+        context.generator.pipe.set_progress_bar_config(desc="sampling", leave=False, disable=None)
     try:
         outcome = run(prompt, context, options, out)
         merged = None
