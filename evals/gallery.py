@@ -1,5 +1,6 @@
 """The benchmark's HTML gallery: per prompt, every row's images, scores, experts and
-coefficients, in one self-contained page (images by relative path, or embedded)."""
+coefficients, with links to each row's recipe and its A1111 / ComfyUI exports, in one
+self-contained page (images by relative path, or embedded)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,8 @@ def _card(
         )
         parts.append(f"<table>{scores}</table>")
     parts.append(f"<div>planner: {escape(row.planner)} · merge: {escape(row.merge)}</div>")
+    if row.recipe:
+        parts.append(_recipe_links(row.recipe, out_dir))
     if row.experts:
         lines = "".join(
             f"<tr><td>{escape(e.name)}</td><td>{e.kind}</td><td>{_num(e.coefficient)}</td>"
@@ -128,6 +131,22 @@ def _card(
         parts.append(f"<ul class='notes'>{items}</ul>")
     parts.append("</figure>")
     return "".join(parts)
+
+
+def _recipe_links(recipe: str, out_dir: Path) -> str:
+    """Links to the row's recipe and its A1111 / ComfyUI exports (those on disk)."""
+    stem = recipe.removesuffix(".recipe.json")
+    files = (
+        ("recipe", recipe),
+        ("A1111", f"{stem}.a1111.txt"),
+        ("ComfyUI", f"{stem}.comfyui.json"),
+    )
+    links = [
+        f"<a href='{escape(path, quote=True)}'>{label}</a>"
+        for label, path in files
+        if (out_dir / path).is_file()
+    ]
+    return f"<div class='files'>{' · '.join(links)}</div>" if links else ""
 
 
 def _off(title: str, text: str) -> str:
