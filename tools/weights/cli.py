@@ -113,7 +113,10 @@ def merge(
     ctx: typer.Context,
     output: Annotated[Path, typer.Option("-o", "--output", help="merged .safetensors")],
     ckpt: Annotated[
-        list[str] | None, typer.Option("--ckpt", help="checkpoint PATH:COEFFICIENT (repeatable)")
+        list[str] | None,
+        typer.Option(
+            "--ckpt", help="checkpoint PATH:WEIGHT (repeatable; by default its share of the sum)"
+        ),
     ] = None,
     lora: Annotated[
         list[str] | None,
