@@ -31,9 +31,10 @@ class WorldJudgeScorer(Scorer):
 
     def _score(self, images: torch.Tensor, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         from tools.world.judge import alignment
+        from tools.world.scene import IMAGE_SIZE
 
         images = images.float().to(self.device)
-        if images.shape[-2:] != (64, 64):
-            images = F.interpolate(images, size=(64, 64), mode="area")
+        if images.shape[-2:] != (IMAGE_SIZE, IMAGE_SIZE):
+            images = F.interpolate(images, size=(IMAGE_SIZE, IMAGE_SIZE), mode="area")
         scores, _ = alignment(self.judge, images, prompts)
         return {"world_judge": torch.nan_to_num(scores, nan=0.0)}

@@ -4,3 +4,7 @@ trained experts (LoRAs of every format, fine-tuned checkpoints) and a trained ju
 Not SD 1.5: 64×64 images of coloured shapes. Its numbers measure the method (picking and
 merging experts), not photo quality.
 """
+
+from pathlib import Path
+
+WORLD_DIR = Path(__file__).parent / "weights"  # the shipped world (committed fp16 files)

@@ -12,6 +12,7 @@ from tools.world.data import make_set
 from tools.world.judge import JUDGE_DOMAIN
 from tools.world.models import TOKEN_WORDS, tokenize, world_tokenizer
 from tools.world.progress import Progress, Resume, no_progress
+from tools.world.scene import IMAGE_SIZE
 
 WIDTH = 64
 PROJECTION_DIM = 32
@@ -27,7 +28,7 @@ def world_clip_config():
               "num_attention_heads": 1, "hidden_act": "gelu"}  # fmt: skip
     ids = {"bos_token_id": vocab[BOS], "eos_token_id": vocab[EOS], "pad_token_id": vocab[EOS]}
     text = {**common, **ids, "vocab_size": len(vocab), "max_position_embeddings": MAX_LENGTH}
-    vision = {**common, "image_size": 64, "patch_size": 8}
+    vision = {**common, "image_size": IMAGE_SIZE, "patch_size": 4}
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=PROJECTION_DIM)
 
 
@@ -60,7 +61,7 @@ def train_clip(
         start = snap["step"]
     for step in range(start, steps):
         idx = torch.randint(0, len(ids), (batch,), generator=g)
-        image = model.get_image_features(pixel_values=clip_preprocess(pixels[idx], 64))
+        image = model.get_image_features(pixel_values=clip_preprocess(pixels[idx], IMAGE_SIZE))
         text = model.get_text_features(input_ids=ids[idx])
         image = F.normalize(getattr(image, "pooler_output", image), dim=-1)
         text = F.normalize(getattr(text, "pooler_output", text), dim=-1)

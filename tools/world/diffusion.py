@@ -1,7 +1,8 @@
 """Denoising training of the world's UNet: the base, full fine-tunes and adapters.
 
 One loop serves all three: ε-prediction on SD 1.5's noise schedule over precomputed VAE
-latents, 10 % caption dropout (so classifier-free guidance works), resumable snapshots.
+latents and text-encoder outputs (the encoder is frozen), 10 % caption dropout (so
+classifier-free guidance works), resumable snapshots.
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ class EMA:
 def train_denoiser(
     *,
     unet: nn.Module,
-    text_encoder: nn.Module,
     latents: torch.Tensor,
-    ids: torch.Tensor,
-    empty_ids: torch.Tensor,
+    contexts: torch.Tensor,
+    empty_context: torch.Tensor,
     trainable: dict[str, nn.Parameter],
     steps: int,
     lr: float,
@@ -85,15 +85,14 @@ def train_denoiser(
     for step in range(start, steps):
         idx = torch.randint(0, len(latents), (batch,), generator=g)
         x0 = latents[idx]
-        tokens = ids[idx].clone()
+        context = contexts[idx].clone()
         drop = torch.rand(batch, generator=g) < CAPTION_DROPOUT
-        tokens[drop] = empty_ids
+        context[drop] = empty_context
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, len(alphas), (batch,), generator=g)
         a = alphas[t].sqrt().view(-1, 1, 1, 1)
         s = (1 - alphas[t]).sqrt().view(-1, 1, 1, 1)
         noisy = a * x0 + s * noise
-        context = text_encoder(tokens)[0]
         if weights is None:
             pred = unet(noisy, t, context).sample
         else:

@@ -15,41 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tools.world.captions import caption
 from tools.world.experts import EXPERTS, ExpertSpec
 from tools.world.judge import Judge
 from tools.world.progress import Progress, no_progress
-from tools.world.scene import Scene
-from tools.world.vocab import ATTRIBUTES, COLOURS, SHAPES
+from tools.world.prompts import EVAL_SEED, attribute_prompts, plain_prompts
+from tools.world.scene import IMAGE_SIZE, Scene
+from tools.world.vocab import ATTRIBUTES
 
 STEPS = 20
 GUIDANCE = 5.0
-EVAL_SEED = 70_000  # captions and images of the evaluation never come from training seeds
-
-
-def plain_prompts(n_per_combo: int = 1, seed: int = EVAL_SEED) -> list[tuple[str, Scene]]:
-    """Held-out plain captions: every shape × colour ``n_per_combo`` times."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_per_combo):
-        for shape in SHAPES:
-            for colour in COLOURS:
-                scene = Scene(shape, colour, seed=int(rng.integers(2**31)))
-                out.append((caption(scene, rng), scene))
-    return out
-
-
-def attribute_prompts(attribute: str, value: str, n: int, seed: int) -> list[tuple[str, Scene]]:
-    """``n`` held-out captions asking for ``attribute = value`` (plain otherwise)."""
-    rng = np.random.default_rng(seed)
-    shapes, colours = list(SHAPES), list(COLOURS)
-    out = []
-    for i in range(n):
-        fields = {"shape": shapes[i % len(shapes)], "colour": colours[(i * 5 + 3) % len(colours)]}
-        fields[attribute] = value
-        scene = Scene(**fields, seed=int(rng.integers(2**31)))
-        out.append((caption(scene, rng), scene))
-    return out
 
 
 def load_world_judge(path: Path) -> Judge:
@@ -102,6 +76,49 @@ def lora_plan(path: Path, spec: ExpertSpec):
     return MergePlan(checkpoints=[expert], normalize="raw")
 
 
+def instrument_figures(world: Path, n: int = 1600) -> dict:
+    """The judge's held-out accuracy per attribute on real world images (single-attribute
+    domains and compositional scenes), and the world CLIP's caption retrieval (top-1 of 64)."""
+    from tools.world.data import SINGLE_DOMAINS, make_set
+    from tools.world.judge import accuracy
+    from tools.world.prompts import compositional_prompts
+    from tools.world.scene import render_batch
+
+    judge = load_world_judge(world / "judge.safetensors")
+    single = make_set(SINGLE_DOMAINS, n, EVAL_SEED + 99)
+    mixed = [scene for _, scene in compositional_prompts(98, EVAL_SEED + 98)]
+    figures = {
+        "judge_single": accuracy(judge, single.images, single.scenes),
+        "judge_compositional": accuracy(judge, render_batch(mixed), mixed),
+        "images": n,
+        "compositional_images": len(mixed),
+    }
+    figures["clip_top1_of_64"] = _clip_retrieval(world, single.images[:512], single.captions[:512])
+    return figures
+
+
+@torch.no_grad()
+def _clip_retrieval(world: Path, images: np.ndarray, captions: list[str]) -> float:
+    """How often an image's own caption is the closest of 64 (the world CLIP)."""
+    import torch.nn.functional as F
+    from transformers import CLIPModel
+
+    from tools.scorers.preprocess import clip_preprocess
+    from tools.world.models import tokenize, world_tokenizer
+
+    model = CLIPModel.from_pretrained(world / "clip").float().eval()
+    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    hits = []
+    for i in range(0, len(captions) - 63, 64):
+        batch = clip_preprocess(pixels[i : i + 64], IMAGE_SIZE)
+        image = model.get_image_features(pixel_values=batch)
+        text = model.get_text_features(input_ids=tokenize(world_tokenizer(), captions[i : i + 64]))
+        image = F.normalize(getattr(image, "pooler_output", image), dim=-1)
+        text = F.normalize(getattr(text, "pooler_output", text), dim=-1)
+        hits.append((image @ text.T).argmax(-1).eq(torch.arange(64)).float().mean())
+    return float(torch.stack(hits).mean())
+
+
 def evaluate_world(
     world: Path, seeds: int = 8, expert_prompts: int = 24, progress: Progress = no_progress
 ) -> dict:
@@ -114,6 +131,7 @@ def evaluate_world(
     base_images = generate(generator, [p for p, _ in plain], seeds)
     base_scenes = [s for _, s in plain for _ in range(seeds)]
     figures: dict = {"base": judge_images(judge, base_images, base_scenes), "experts": {}}
+    figures["instruments"] = instrument_figures(world)
     figures["base"]["images"] = len(base_scenes)
     progress("evaluate", 1, len(EXPERTS) + 1)
     # prompts not asking for anything an expert serves: the first plain prompts, 2 seeds
@@ -171,17 +189,17 @@ def picture_grid(world: Path, out: Path, seed: int = 3) -> Path:
             generate(generator, prompts, 1, lora_plan(world / "experts" / spec.file_name, spec))
         )
         labels.append(f"{spec.name} ({spec.kind}): {prompts[0]}")
-    scale, pad = 2, 220
+    scale, pad, side = 4, 220, IMAGE_SIZE
     tiles = [torch.cat(list(r), dim=2) for r in rows]
     width = tiles[0].shape[2] * scale + pad * 2
-    canvas = Image.new("RGB", (width, len(tiles) * 64 * scale), "white")
+    canvas = Image.new("RGB", (width, len(tiles) * side * scale), "white")
     draw = ImageDraw.Draw(canvas)
     for i, (tile, label) in enumerate(zip(tiles, labels, strict=True)):
         array = (tile.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        image = Image.fromarray(array).resize((array.shape[1] * scale, 64 * scale), Image.NEAREST)
-        canvas.paste(image, (pad * 2, i * 64 * scale))
+        image = Image.fromarray(array).resize((array.shape[1] * scale, side * scale), Image.NEAREST)
+        canvas.paste(image, (pad * 2, i * side * scale))
         words, line = label.split(" "), ""
-        y = i * 64 * scale + 4
+        y = i * side * scale + 4
         for word in words:
             if len(line) + len(word) > 60:
                 draw.text((4, y), line, fill="black")

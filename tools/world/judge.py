@@ -29,7 +29,7 @@ def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class Judge(nn.Module):
-    """64×64 RGB in [0, 1] → logits per attribute (:data:`ATTRIBUTES` order of values)."""
+    """32×32 RGB in [0, 1] → logits per attribute (:data:`ATTRIBUTES` order of values)."""
 
     def __init__(self, width: int = 32) -> None:
         super().__init__()
@@ -48,7 +48,7 @@ class Judge(nn.Module):
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor, batch: int = 256) -> dict[str, torch.Tensor]:
-        """Softmax probabilities per attribute for float images ``N × 3 × 64 × 64``."""
+        """Softmax probabilities per attribute for float images ``N × 3 × 32 × 32``."""
         parts: dict[str, list[torch.Tensor]] = {name: [] for name in ATTRIBUTES}
         for i in range(0, len(images), batch):
             for name, logits in self(images[i : i + batch]).items():
@@ -131,7 +131,7 @@ def alignment(
 ) -> tuple[torch.Tensor, list[dict[str, bool]]]:
     """Per image: mean probability of the asked values, and which asked attributes it shows.
 
-    ``images`` float ``N × 3 × 64 × 64`` in [0, 1]. A prompt that asks for nothing the judge
+    ``images`` float ``N × 3 × 32 × 32`` in [0, 1]. A prompt that asks for nothing the judge
     knows scores NaN (and shows nothing).
     """
     probs = judge.probabilities(images)

@@ -1,8 +1,11 @@
 """The world's models in the project's tiny SD 1.5 architecture, with the world's tokenizer.
 
-Same UNet / VAE / CLIP text-encoder layout as :mod:`tools.tiny.sd15` (so every loader, key
-map, LoRA format and merge works unchanged); the tokenizer adds the world's words as whole
-tokens.
+Same UNet and CLIP text-encoder layout as :mod:`tools.tiny.sd15` (so every loader, key map,
+LoRA format and merge works unchanged); the tokenizer adds the world's words as whole
+tokens. The VAE has SD's blocks with one level fewer (4× downsampling): 32×32 images make
+8×8×4 latents, the UNet's size, at a compression the tiny VAE can learn with colour intact.
+The text encoder stays frozen at its seeded initialisation (SD keeps CLIP frozen too), so
+its outputs are computed once per caption.
 """
 
 from __future__ import annotations
@@ -11,11 +14,19 @@ import torch
 
 from tools.tiny.sd15 import SCHEDULER_CONFIG, UNET_CONFIG, VAE_CONFIG, text_encoder_config
 from tools.tiny.tokenizer import WORDS, build_tiny_tokenizer
+from tools.world.scene import IMAGE_SIZE
 from tools.world.vocab import world_words
 
 TOKEN_WORDS = tuple(dict.fromkeys((*WORDS, *world_words())))
 WORLD_MARK = "diffgraph_world"  # metadata key of every file the world writes
-WORLD_NOTE = "small trained world (64x64 shapes), not SD 1.5: images measure the method only"
+WORLD_NOTE = "small trained world (32x32 shapes), not SD 1.5: images measure the method only"
+WORLD_VAE_CONFIG = {
+    **VAE_CONFIG,
+    "down_block_types": ("DownEncoderBlock2D",) * 3,
+    "up_block_types": ("UpDecoderBlock2D",) * 3,
+    "block_out_channels": (16, 32, 64),
+    "sample_size": IMAGE_SIZE,
+}
 
 
 def world_tokenizer():
@@ -26,7 +37,7 @@ def new_vae(seed: int):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
-    return AutoencoderKL(**VAE_CONFIG)
+    return AutoencoderKL(**WORLD_VAE_CONFIG)
 
 
 def new_unet(seed: int):

@@ -34,24 +34,27 @@ class Base:
     text_encoder: torch.nn.Module
 
 
-def _text_data(captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+@torch.no_grad()
+def text_contexts(text_encoder, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen text encoder's outputs for ``captions`` and for the empty prompt."""
     tokenizer = world_tokenizer()
-    return tokenize(tokenizer, captions), tokenize(tokenizer, [""])[0]
+    ids = tokenize(tokenizer, [*captions, ""])
+    out = torch.cat([text_encoder(ids[i : i + 512])[0] for i in range(0, len(ids), 512)])
+    return out[:-1], out[-1]
 
 
 def train_base(
     vae, steps: int, seed: int, resume: Resume, n_images: int = 24_000,
     progress: Progress = no_progress,
 ) -> Base:  # fmt: skip
-    """UNet and text encoder trained jointly on the plain domain (EMA weights returned)."""
+    """The UNet trained on the plain domain (EMA weights); the text encoder stays frozen."""
     data = make_set([BASE_DOMAIN], n_images, seed)
     latents = encode_latents(vae, data.images)
-    ids, empty = _text_data(data.captions)
-    unet, text_encoder = new_unet(seed).train(), new_text_encoder(seed).train()
-    trainable = {f"unet.{k}": p for k, p in unet.named_parameters()}
-    trainable |= {f"text_encoder.{k}": p for k, p in text_encoder.named_parameters()}
+    unet, text_encoder = new_unet(seed).train(), new_text_encoder(seed).eval()
+    contexts, empty = text_contexts(text_encoder, data.captions)
+    trainable = dict(unet.named_parameters())
     final = train_denoiser(
-        unet=unet, text_encoder=text_encoder, latents=latents, ids=ids, empty_ids=empty,
+        unet=unet, latents=latents, contexts=contexts, empty_context=empty,
         trainable=trainable, steps=steps, lr=1e-3, seed=seed, resume=resume, batch=64,
         ema=True, task="base unet", progress=progress,
     )  # fmt: skip
@@ -89,18 +92,17 @@ def train_expert(
 
     data = make_set([spec.domain], spec.n_images, spec.seed)
     latents = encode_latents(base.vae, data.images)
-    ids, empty = _text_data(data.captions)
+    contexts, empty = text_contexts(base.text_encoder, data.captions)
     tmp = path.with_name(f".{path.stem}.tmp.safetensors")
     task = f"{spec.slug} {spec.version}"
     if spec.kind == "lora":
         assert spec.adapter is not None
         unet = base.unet.requires_grad_(False)
-        base.text_encoder.requires_grad_(False)
         adapter = TrainableAdapter(unet, spec.adapter, spec.seed)
         trainable = dict(adapter.named_parameters())
         final = train_denoiser(
-            unet=unet, text_encoder=base.text_encoder, latents=latents, ids=ids,
-            empty_ids=empty, trainable=trainable, steps=spec.steps, lr=spec.lr, seed=spec.seed,
+            unet=unet, latents=latents, contexts=contexts, empty_context=empty,
+            trainable=trainable, steps=spec.steps, lr=spec.lr, seed=spec.seed,
             resume=resume, batch=32, weights=adapter.weights, task=task, progress=progress,
         )  # fmt: skip
         with torch.no_grad():
@@ -110,22 +112,17 @@ def train_expert(
         save_adapter(adapter.to_adapter(expert_metadata(spec)), tmp, format=fmt)
     else:
         unet = copy.deepcopy(base.unet).train().requires_grad_(True)
-        text_encoder = copy.deepcopy(base.text_encoder).train().requires_grad_(True)
-        trainable = {f"unet.{k}": p for k, p in unet.named_parameters()}
-        trainable |= {f"text_encoder.{k}": p for k, p in text_encoder.named_parameters()}
+        trainable = dict(unet.named_parameters())
         final = train_denoiser(
-            unet=unet, text_encoder=text_encoder, latents=latents, ids=ids, empty_ids=empty,
+            unet=unet, latents=latents, contexts=contexts, empty_context=empty,
             trainable=trainable, steps=spec.steps, lr=spec.lr, seed=spec.seed, resume=resume,
             batch=64, task=task, progress=progress,
         )  # fmt: skip
 
-        def half(prefix: str) -> dict[str, torch.Tensor]:
-            return {
-                k.removeprefix(prefix): v.half() for k, v in final.items() if k.startswith(prefix)
-            }
-
+        text = {k: v.half() for k, v in base.text_encoder.state_dict().items()}
         # no baked VAE (the base's VAE is the world's only one): keeps the files small
         meta = {**expert_metadata(spec), "vae": "not baked: use the base model's VAE"}
-        save_ldm_checkpoint(tmp, half("unet."), {}, half("text_encoder."), meta, demo=False)
+        unet_half = {k: v.half() for k, v in final.items()}
+        save_ldm_checkpoint(tmp, unet_half, {}, text, meta, demo=False)
     tmp.replace(path)
     return path
