@@ -142,6 +142,9 @@ def merge(
         Path | None, typer.Option("--plan", help="merge plan YAML/JSON (instead of options)")
     ] = None,
     dtype: Annotated[str | None, typer.Option(help="float32, float16 or bfloat16")] = None,
+    title: Annotated[
+        str | None, typer.Option(help="modelspec.title of the merged file (default: its name)")
+    ] = None,
     allow_pickle: PickleFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
@@ -159,7 +162,7 @@ def merge(
     else:
         plan = plan_from_options(ckpt or [], lora or [], method, normalize, param or [], base)
     report = merge_to_file(
-        plan, output, allow_pickle=allow_pickle or ctx.obj.allow_pickle, dtype=dtype
+        plan, output, allow_pickle=allow_pickle or ctx.obj.allow_pickle, dtype=dtype, title=title
     )
     if as_json:
         print_json(report.__dict__)

@@ -23,12 +23,14 @@ from tools.weights.errors import IncompatibleExpertsError, MergeConfigError, Unm
 from tools.weights.files import StreamingWriter
 from tools.weights.keymap import IGNORED_LDM, Link, link_for
 from tools.weights.methods import get_method, method_params
+from tools.weights.modelspec import merged_metadata
 from tools.weights.plan import MergePlan
 from tools.weights.read import read_adapter
 
 logger = logging.getLogger(__name__)
 
 DEMO_KEY = "diffgraph_demo"
+EMA = "model_ema."
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -52,12 +54,18 @@ def merge_to_file(
     allow_pickle: bool = False,
     dtype: str | None = None,
     metadata: dict[str, str] | None = None,
+    title: str | None = None,
 ) -> MergeReport:
     """Merge ``plan`` into one LDM-layout ``.safetensors`` file at ``output``.
 
-    The key set is the first checkpoint's (EMA copies and scheduler buffers dropped); every
-    other checkpoint must hold the same keys and shapes. LoRA-only plans need ``plan.base``;
-    task-vector methods (TIES, DARE, task arithmetic) always do. ``dtype`` converts floats.
+    The key set is the first checkpoint's (or the base's); every other checkpoint must hold
+    the same keys and shapes. Scheduler buffers and markers (``alphas_cumprod``, ``v_pred``,
+    ``ztsnr`` …) are copied from that checkpoint unchanged; EMA copies (``model_ema.*``) are
+    dropped (an EMA of one input is not the merged model's). LoRA-only plans need
+    ``plan.base``; task-vector methods (TIES, DARE, task arithmetic) always do. ``dtype``
+    converts the merged floats. The file's metadata is the SAI model spec of the merge
+    (``title``, default the file name; see :mod:`tools.weights.modelspec`), the inputs'
+    ``ss_*`` / ``modelspec.*`` fields and the recipe, then ``metadata`` on top.
     """
     method = get_method(plan.method)
     options = method_params(plan.method, plan.params)
@@ -81,23 +89,39 @@ def merge_to_file(
                     f"{other.path} is a {other.family.value} checkpoint, {reference.path} is "
                     f"{family.value}: checkpoints of different families cannot be merged"
                 )
-        keys = [k for k in reference.ldm_keys() if not IGNORED_LDM.match(k)]
+        ldm_keys = reference.ldm_keys()
+        keys = [k for k in ldm_keys if not IGNORED_LDM.match(k)]
+        carried = [k for k in ldm_keys if IGNORED_LDM.match(k) and not k.startswith(EMA)]
         _check_keys(reference, opened, keys)
         shapes = {k: reference.ldm_shape(k) for k in keys}
         adapters = [
             read_adapter(e.path, family=family, allow_pickle=allow_pickle) for e in plan.loras
         ]
         targets = _lora_targets(adapters, shapes, family)
-        layout = {k: (_out_dtype(reference.ldm_dtype(k), dtype), shapes[k]) for k in keys}
+        layout = {k: (reference.ldm_dtype(k), reference.ldm_shape(k)) for k in carried}
+        layout.update({k: (_out_dtype(reference.ldm_dtype(k), dtype), shapes[k]) for k in keys})
+        recipe = plan.recipe()
         recipe_hash = plan.recipe_hash()
+        inputs = [(e.label, c.metadata()) for e, c in zip(plan.checkpoints, sources, strict=True)]
+        if base is not None:
+            inputs.append((base.path.name, base.metadata()))
         info = {
-            "diffgraph_recipe": json.dumps(plan.recipe(), sort_keys=True),
+            **merged_metadata(
+                family,
+                title or Path(output).stem,
+                {"type": "diffgraph", **recipe},
+                inputs,
+                [(e.label, a.metadata) for e, a in zip(plan.loras, adapters, strict=True)],
+            ),
+            "diffgraph_recipe": json.dumps(recipe, sort_keys=True),
             "diffgraph_recipe_hash": recipe_hash,
             **_demo_flag(opened, adapters),
             **(metadata or {}),
         }
         ckpt_weights, lora_weights = plan.checkpoint_weights(), plan.lora_weights()
         with StreamingWriter(output, layout, info) as writer:
+            for key in carried:
+                writer.write(key, reference.ldm_tensor(key))
             for key in keys:
                 tensors = [s.ldm_tensor(key) for s in sources]
                 original = tensors[0] if tensors else base.ldm_tensor(key)
@@ -121,7 +145,8 @@ def merge_to_file(
             checkpoint.close()
     counts = {e.label: len(a.modules) for e, a in zip(plan.loras, adapters, strict=True)}
     logger.debug("wrote merged %s checkpoint %s (%d tensors)", family.value, output, len(keys))
-    return MergeReport(Path(output), family.value, len(keys), counts, recipe_hash, dtype)
+    tensors = len(keys) + len(carried)
+    return MergeReport(Path(output), family.value, tensors, counts, recipe_hash, dtype)
 
 
 def _demo_flag(checkpoints: list[Checkpoint], adapters: list[Adapter]) -> dict[str, str]:
