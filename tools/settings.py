@@ -146,6 +146,12 @@ class GenerationSettings(BaseModel):
         "prepend", description="where selected LoRAs' trigger words go in the prompt"
     )
     max_batch: int = Field(8, ge=1, le=256, description="images per pipeline call")
+    noise_device: Literal["cpu", "pipeline"] = Field(
+        "cpu",
+        description="where each seed's initial noise is drawn: cpu (the same image for a seed "
+        "on any hardware, diffusers' advice) or pipeline (the GPU's generator); recorded in "
+        "recipes",
+    )
     steps: int = Field(30, ge=1, le=500)
     guidance: float = Field(7.5, ge=0.0, le=50.0)
     negative_prompt: str = ""

@@ -304,6 +304,7 @@ def _recipe(prompt, ctx, options, experts, plan, mode, notes) -> Recipe:
         width=width,
         height=height,
         family=ctx.generator.family.value,
+        noise_device=getattr(ctx.generator, "noise_device", None),
         base_model=str(base) if base else None,
         base_model_sha256=None if checkpoints else _file_hash(ctx, base),
         checkpoints=checkpoints,

@@ -39,6 +39,9 @@ class Recipe(BaseModel):
     width: int
     height: int
     family: str
+    noise_device: str | None = Field(
+        None, description="device whose generator drew the seed's noise (cpu: any hardware)"
+    )
     base_model: str | None = Field(None, description="base checkpoint file when no ckpt merged")
     base_model_sha256: str | None = None
     checkpoints: list[RecipeExpert] = Field(default_factory=list)

@@ -41,3 +41,41 @@ def test_words_past_77_tokens_change_the_image(tiny_sd15_files, caplog):
     assert not torch.equal(castle, forest)
     assert torch.equal(castle, image("castle"))
     assert "truncated" not in caplog.text
+
+
+def test_a_short_prompt_gives_its_own_image_beside_a_long_one(tiny_sd15_files):
+    """Batched with a long prompt, a short prompt is encoded as alone (no padding windows)."""
+    generator = Generator.from_path(tiny_sd15_files.folder)
+
+    def images(*prompts: str) -> torch.Tensor:
+        request = GenerationRequest(prompts=list(prompts), steps=2, width=64, height=64)
+        return generator.generate(request).images
+
+    short, long = "a red cat", HEAD + "castle"
+    together = images(short, long, "a blue dog")
+    torch.testing.assert_close(together[0], images(short)[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(together[1], images(long)[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(together[2], images("a blue dog")[0], atol=1e-5, rtol=0)
+
+
+def test_prompts_group_by_the_windows_they_need_with_the_negative(tiny_sd15):
+    from tools.generation.long_prompts import group_by_windows
+
+    tok = tiny_sd15.tokenizer
+    prompts = ["a cat", HEAD, "a dog", HEAD + HEAD]
+    assert group_by_windows(tok, prompts, "") == [[0, 2], [1], [3]]
+    assert group_by_windows(tok, prompts, HEAD) == [[0, 1, 2], [3]]  # a long negative lifts all
+
+
+def test_noise_is_drawn_on_the_cpu_unless_set_otherwise():
+    from types import SimpleNamespace
+
+    from tools.settings import Settings
+
+    def on(device: str, setting: str) -> str:
+        loaded = SimpleNamespace(pipe=SimpleNamespace(device=torch.device(device)))
+        return Generator(loaded, noise_device=setting).noise_device
+
+    assert on("cuda", "cpu") == "cpu" and on("cuda", "pipeline") == "cuda"
+    assert on("mps", "pipeline") == "cpu" and on("cpu", "pipeline") == "cpu"
+    assert Settings().generation.noise_device == "cpu"

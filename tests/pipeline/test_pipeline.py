@@ -59,6 +59,7 @@ def test_selected_experts_are_merged_with_softmax_weights(world, tmp_path):
     assert recipe.checkpoints[0].merge_weight == pytest.approx(1.0)
     assert recipe.final_prompt.startswith("redhair, wcstyle, ")
     assert recipe.demo and recipe.selection_mode == "no-llm"
+    assert recipe.noise_device == "cpu"  # a seed gives the same image on any hardware
     assert any("tiny random weights" in n for n in recipe.notes)
 
     assert out.image_paths[0].is_file()

@@ -11,17 +11,20 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from graph.records import BaseFamily
 from tools.generation.errors import GenerationError
 from tools.generation.loading import MERGE_COMPONENTS, LoadedPipeline, load_pipeline
-from tools.generation.long_prompts import long_prompt_embeds, needs_windows
+from tools.generation.long_prompts import group_by_windows, long_prompt_embeds, needs_windows
 from tools.generation.request import GenerationRequest
 from tools.generation.triggers import TriggerMode, with_trigger_words
 
 logger = logging.getLogger(__name__)
+
+NoiseDevice = Literal["cpu", "pipeline"]
 
 
 @dataclass
@@ -48,11 +51,17 @@ def generator_options(settings) -> dict:
         "allow_pickle": settings.allow_pickle,
         "trigger_mode": settings.generation.trigger_words,
         "max_batch": settings.generation.max_batch,
+        "noise_device": settings.generation.noise_device,
     }
 
 
 class Generator:
-    """Generates images with one loaded pipeline; merge plans are applied per request."""
+    """Generates images with one loaded pipeline; merge plans are applied per request.
+
+    ``noise_device="cpu"`` (default) draws each seed's initial noise with a CPU generator,
+    as diffusers advises for reproducibility: a seed gives the same noise on any hardware.
+    ``"pipeline"`` draws it on the pipeline's device (CUDA's generator differs from CPU's).
+    """
 
     def __init__(
         self,
@@ -61,11 +70,13 @@ class Generator:
         trigger_mode: TriggerMode = "prepend",
         max_batch: int = 8,
         allow_pickle: bool = False,
+        noise_device: NoiseDevice = "cpu",
     ) -> None:
         self.loaded = loaded
         self.trigger_mode = trigger_mode
         self.max_batch = max_batch
         self.allow_pickle = allow_pickle
+        self.noise_setting = noise_device
         self._on_step: Callable[[int, int], None] | None = None
 
     @classmethod
@@ -79,13 +90,18 @@ class Generator:
         allow_pickle: bool = False,
         trigger_mode: TriggerMode = "prepend",
         max_batch: int = 8,
+        noise_device: NoiseDevice = "cpu",
     ) -> Generator:
         """Load ``path`` (diffusers folder or single file, see :func:`load_pipeline`)."""
         loaded = load_pipeline(
             path, device=device, dtype=dtype, config_dir=config_dir, allow_pickle=allow_pickle
         )
         return cls(
-            loaded, trigger_mode=trigger_mode, max_batch=max_batch, allow_pickle=allow_pickle
+            loaded,
+            trigger_mode=trigger_mode,
+            max_batch=max_batch,
+            allow_pickle=allow_pickle,
+            noise_device=noise_device,
         )
 
     @classmethod
@@ -114,6 +130,13 @@ class Generator:
     @property
     def device(self) -> torch.device:
         return self.pipe.device
+
+    @property
+    def noise_device(self) -> str:
+        """The device the initial noise is drawn on (``cpu``, ``cuda`` …; recorded in recipes)."""
+        if self.noise_setting == "cpu" or self.device.type == "mps":
+            return "cpu"
+        return self.device.type
 
     @property
     def sampler(self) -> tuple[str, str | None]:
@@ -194,9 +217,25 @@ class Generator:
         )
 
     def _call(self, request: GenerationRequest, prompts: list[str], width: int, height: int):
-        generator_device = "cpu" if self.device.type == "mps" else self.device
+        """Images of ``prompts`` (prompt-major). SD 1.5 prompts that need different numbers
+        of 77-token windows (with the negative prompt) go in separate pipeline calls, so each
+        prompt is encoded exactly as it would be alone."""
+        groups = [list(range(len(prompts)))]
+        if self.family == BaseFamily.SD15:
+            groups = group_by_windows(self.pipe.tokenizer, prompts, request.negative_prompt)
+        if len(groups) == 1:
+            return self._call_group(request, prompts, width, height)
+        n = request.images_per_prompt
+        images: list[torch.Tensor | None] = [None] * len(prompts)
+        for group in groups:
+            made = self._call_group(request, [prompts[i] for i in group], width, height)
+            for j, i in enumerate(group):
+                images[i] = made[j * n : (j + 1) * n]
+        return torch.cat(images)
+
+    def _call_group(self, request: GenerationRequest, prompts: list[str], width: int, height: int):
         generators = [
-            torch.Generator(generator_device).manual_seed(seed)
+            torch.Generator(self.noise_device).manual_seed(seed)
             for _ in prompts
             for seed in request.seeds()
         ]

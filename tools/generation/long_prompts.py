@@ -3,8 +3,10 @@
 The prompt's tokens are cut into windows of 75; each window gets its own start and end
 tokens, is padded to 77 and encoded alone, and the hidden states of the windows are
 concatenated along the sequence. Cross-attention takes any sequence length, so nothing
-of the prompt is dropped. Every prompt and negative prompt of a call is padded to the
-same number of windows with empty ones.
+of the prompt is dropped. A prompt and the negative prompt are padded with empty windows to
+the number either needs; prompts that need different numbers are generated in separate
+pipeline calls (:func:`group_by_windows`), so a prompt's image never depends on the prompts
+it was batched with.
 """
 
 from __future__ import annotations
@@ -25,6 +27,16 @@ def token_windows(tokenizer, text: str) -> list[list[int]]:
 def needs_windows(tokenizer, texts: Sequence[str]) -> bool:
     """True when some text is longer than one window (the pipeline would truncate it)."""
     return any(len(token_windows(tokenizer, t)) > 1 for t in texts)
+
+
+def group_by_windows(tokenizer, prompts: Sequence[str], negative: str) -> list[list[int]]:
+    """Indices of ``prompts`` grouped by the windows each needs with ``negative`` (the
+    number it is encoded with alone), in order of first appearance."""
+    floor = len(token_windows(tokenizer, negative))
+    groups: dict[int, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(max(floor, len(token_windows(tokenizer, prompt))), []).append(i)
+    return list(groups.values())
 
 
 def _window_ids(tokenizer, window: list[int]) -> list[int]:
