@@ -71,11 +71,15 @@ class ChromaIndex:
 
     Collection names carry the graph's id (``experts-<id>-peft-sd15``), so graphs of
     several projects share one Chroma server without overwriting each other, and
-    switching between them rebuilds nothing.
+    switching between them rebuilds nothing. A ``private`` client (the embedded one under
+    the graph's data folder) holds this graph only: a rebuild there also drops the
+    collections of earlier graphs (older names, a graph replaced by an import).
     """
 
-    def __init__(self, client, prefix: str, store: GraphStore) -> None:
+    def __init__(self, client, prefix: str, store: GraphStore, private: bool = False) -> None:
         self._client = client
+        self._family = prefix
+        self._private = private
         self._prefix = f"{prefix}-{store.uid[:16]}"
         self._store = store
         self._collections: dict[tuple[ExpertKind, BaseFamily], object] = {}
@@ -116,9 +120,11 @@ class ChromaIndex:
 
     def rebuild(self) -> None:
         existing = {c.name if hasattr(c, "name") else c for c in self._client.list_collections()}
-        for kind, base in PARTITIONS:
-            if self._name(kind, base) in existing:
-                self._client.delete_collection(self._name(kind, base))
+        ours = {self._name(kind, base) for kind, base in PARTITIONS}
+        for name in sorted(existing):
+            earlier = self._private and name.startswith(f"{self._family}-")
+            if name in ours or earlier:
+                self._client.delete_collection(name)
         self._collections.clear()
         arrays = self._store.arrays()
         for kind, base in PARTITIONS:

@@ -74,7 +74,9 @@ class UniversalGraph:
     @cached_property
     def index(self) -> ChromaIndex:
         client = make_client(self.config.chroma_dir, self.config.chroma_url)
-        index = ChromaIndex(client, self.config.collection, self.store)
+        index = ChromaIndex(
+            client, self.config.collection, self.store, private=not self.config.chroma_url
+        )
         index.ensure_fresh()
         return index
 

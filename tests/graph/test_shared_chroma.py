@@ -24,7 +24,8 @@ def server(tmp_path, monkeypatch):
 
 
 def _graph(tmp_path, name, embedder, catalogue) -> UniversalGraph:
-    graph = UniversalGraph(GraphConfig(data_dir=tmp_path / name), embedder=embedder)
+    config = GraphConfig(data_dir=tmp_path / name, chroma_url="http://chroma.test:8000")
+    graph = UniversalGraph(config, embedder=embedder)
     graph.add_experts([expert(i, description=d) for i, d in catalogue])
     return graph
 
@@ -68,3 +69,20 @@ def test_a_store_without_an_id_gets_one_that_sticks(tmp_path):
         assert len(uid) == 32
     with GraphStore(tmp_path / "g") as store:
         assert store.uid == uid
+
+
+def test_the_embedded_index_drops_collections_of_earlier_graphs(tmp_path, embedder):
+    from graph.index import make_client
+
+    config = GraphConfig(data_dir=tmp_path / "g")
+    legacy = make_client(config.chroma_dir, None)
+    legacy.get_or_create_collection("experts-peft-sd15")  # the names before graph ids
+    legacy.get_or_create_collection("notes")  # not ours: kept
+    with UniversalGraph(config, embedder=embedder) as graph:
+        graph.add_experts([expert("castle", description="a castle")])
+        names = {c.name for c in graph.index._client.list_collections()}
+        prefix = f"experts-{graph.store.uid[:16]}-"
+    assert "experts-peft-sd15" not in names and "notes" in names
+    assert {n for n in names if n.startswith("experts-")} == {
+        n for n in names if n.startswith(prefix)
+    }
