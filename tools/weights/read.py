@@ -1,7 +1,8 @@
 """Reading LoRA-type expert files of any supported format into canonical adapters.
 
 ``read_adapter`` recognises the format from the keys (kohya / A1111 / LyCORIS, diffusers,
-PEFT folders, kohya FLUX.1) and returns the canonical :class:`~tools.weights.adapter.Adapter`.
+PEFT folders, kohya FLUX.1, cloneofsimo ``lora``) and returns the canonical
+:class:`~tools.weights.adapter.Adapter`.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from graph.records import BaseFamily
-from tools.weights import diffusers_lora, files, kohya
+from tools.weights import cloneofsimo, diffusers_lora, files, kohya
 from tools.weights.adapter import Adapter
 from tools.weights.errors import (
+    IncompatibleExpertsError,
     ShapeMismatchError,
     UnmatchedKeysError,
     UnsupportedFormatError,
     WeightsError,
 )
-from tools.weights.families import detect_lora_family
+from tools.weights.families import detect_lora_family, module_shapes
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,11 @@ PEFT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 def is_adapter_keys(keys: list[str]) -> bool:
     """True for the keys of a LoRA-type file (any supported format)."""
-    return kohya.is_kohya(keys) or diffusers_lora.is_diffusers_lora(keys)
+    return (
+        kohya.is_kohya(keys)
+        or diffusers_lora.is_diffusers_lora(keys)
+        or cloneofsimo.is_cloneofsimo(keys)
+    )
 
 
 def adapter_file(path: Path) -> tuple[Path, dict[str, Any] | None]:
@@ -78,6 +84,8 @@ def read_adapter(
     weights, peft_config = adapter_file(path)
     state = files.load_tensors(weights, allow_pickle=allow_pickle)
     metadata = files.read_metadata(weights)
+    if cloneofsimo.is_cloneofsimo(list(state), metadata):
+        return _read_cloneofsimo(state, metadata, family, targets, str(path))
     keys = list(state)
     source = str(path)
     if family is None:
@@ -142,3 +150,13 @@ def check_targets(
             f"{adapter.source or 'adapter'}: {len(wrong)} module(s) do not fit {description}: "
             f"{'; '.join(wrong[:5])}. Fix: use an expert trained for this base model"
         )
+
+
+def _read_cloneofsimo(state, metadata, family, targets, source: str) -> Adapter:
+    """cloneofsimo ``lora`` files (SD 1.x), mapped onto ``targets`` or full-size SD 1.5."""
+    if family not in (None, BaseFamily.SD15):
+        raise IncompatibleExpertsError(
+            f"{source} is a cloneofsimo lora (SD 1.x only), not a {family.value} expert"
+        )
+    modules = targets if targets is not None else module_shapes(BaseFamily.SD15)
+    return cloneofsimo.parse_cloneofsimo(state, metadata, modules, source)
