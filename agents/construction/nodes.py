@@ -34,7 +34,7 @@ from agents.construction.tools import expert_id, kinds_of, weights_folder
 from graph.errors import GraphError
 from graph.records import Calibration, Expert, ExpertKind, ExpertStatus, Source, WeightFile
 from graph.universal import node_text
-from tools.platforms.errors import PlatformError
+from tools.platforms.errors import PlatformError, TimeBudgetError
 from tools.platforms.records import DownloadedFile, PageText, PlatformModel, Skipped
 
 log = logging.getLogger(__name__)
@@ -42,22 +42,36 @@ log = logging.getLogger(__name__)
 _URL = re.compile(r"https?://|www\.", re.I)
 
 
+# Nodes of one candidate: an error in any of them fails that candidate alone (recorded with
+# its reason by ``finish_item``), and the later ones pass a failed or skipped candidate on.
+_ITEM_NODES = frozenset(
+    {"fetch_homepage", "summarise", "embed", "download", "register", "calibrate", "write_edges"}
+)
+
+
 def _node(fn: Callable[[CrawlState, CrawlContext], dict]) -> Callable:
     """Run ``fn`` with the injected context; add its time to ``active_s``; trace it."""
+    name = fn.__name__
 
     def run(state: CrawlState, runtime: Runtime[CrawlContext]) -> dict:
         ctx = runtime.context
+        current = state.get("current") or {}
+        if name in _ITEM_NODES and (current.get("fail") or current.get("skip")):
+            return {"active_s": 0.0}  # on to finish_item
         start = time.perf_counter()
         try:
             update = fn(state, ctx)
         except Exception as exc:
             if ctx.tracer is not None:
-                ctx.tracer.error(fn.__name__, exc)
-            raise
+                ctx.tracer.error(name, exc)
+            if name not in _ITEM_NODES:
+                raise
+            log.warning("%s failed in %s: %s: %s", _item_name(state), name, type(exc).__name__, exc)
+            update = _failed(state, name, exc)
         elapsed = time.perf_counter() - start
         if ctx.tracer is not None:
             ctx.tracer.node(
-                fn.__name__,
+                name,
                 inputs=_item_name(state),
                 outputs=_brief(update),
                 latency_ms=elapsed * 1000,
@@ -66,14 +80,24 @@ def _node(fn: Callable[[CrawlState, CrawlContext], dict]) -> Callable:
         return {**update, "active_s": elapsed}
 
     # no functools.wraps: LangGraph finds ``runtime`` in the wrapper's own signature
-    run.__name__ = run.__qualname__ = fn.__name__
+    run.__name__ = run.__qualname__ = name
     run.__doc__ = fn.__doc__
     return run
 
 
+def _failed(state: CrawlState, node: str, exc: Exception) -> dict:
+    """The update that fails the current candidate with ``exc`` as its reason."""
+    current = state.get("current") or {"candidate": state["queue"][state["position"]]}
+    reason = " ".join(f"{node}: {type(exc).__name__}: {exc}".split())[:500]
+    return {"current": {**current, "fail": reason}}
+
+
 def _item_name(state: CrawlState) -> str | None:
     current = state.get("current") or {}
-    return (current.get("candidate") or {}).get("expert_id")
+    candidate = current.get("candidate")
+    if candidate is None and state.get("position", 0) < len(state.get("queue") or []):
+        candidate = state["queue"][state["position"]]
+    return (candidate or {}).get("expert_id")
 
 
 def _brief(update: dict) -> dict:
@@ -347,8 +371,12 @@ def download(state: CrawlState, ctx: CrawlContext) -> dict:
         limit = request.max_download_bytes / 2**30
         return _with(state, skip=f"download budget of {limit:.2f} GB would be exceeded")
     dest = weights_folder(ctx.weights_dir, candidate.expert_id)
+    left = request.time_budget_s - state.get("active_s", 0.0)  # honoured mid-download
+    policy = ctx.download.model_copy(update={"deadline": time.monotonic() + max(left, 0.0)})
     try:
-        got = ctx.source.fetch(file, dest, ctx.download)
+        got = ctx.source.fetch(file, dest, policy)
+    except TimeBudgetError as exc:
+        return _with(state, skip=f"time budget: {exc}")
     except PlatformError as exc:
         return _with(state, fail=str(exc))
     fetched = 0 if file.local_path else got.size_bytes

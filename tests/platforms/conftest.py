@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import random
+import struct
 from pathlib import Path
 
 import pytest
@@ -17,10 +19,18 @@ REAL_PAGE = FIXTURES / "civitai_models_checkpoints_sd15_page1.json"
 FAST = HttpPolicy(requests_per_s=1000, backoff_s=0.0, max_retries=5)
 
 
+def safetensors_blob(payload: bytes) -> bytes:
+    """A valid safetensors file holding ``payload`` as one U8 tensor."""
+    header = {"data": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}
+    raw = json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + payload
+
+
 def stand_in_bytes(model, version, path: Path) -> None:
-    """Seeded random bytes instead of tiny weights (the transport tests need no tensors)."""
+    """Seeded random bytes in a safetensors file instead of tiny weights (the transport
+    tests need no real tensors)."""
     rng = random.Random(version.seed)
-    path.write_bytes(rng.randbytes(40_000 + version.seed % 1000))
+    path.write_bytes(safetensors_blob(rng.randbytes(40_000 + version.seed % 1000)))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import hashlib
 import httpx
 import pytest
 
+from tests.platforms.conftest import safetensors_blob
 from tools.platforms.downloads import DownloadPolicy, download, safe_filename
 from tools.platforms.errors import (
     DiskSpaceError,
@@ -112,7 +113,7 @@ def test_streams_without_content_length_are_cut_at_the_limit(tmp_path):
 
 
 def test_a_server_ignoring_range_restarts_the_file(tmp_path):
-    body = b"0123456789" * 100
+    body = safetensors_blob(b"0123456789" * 100)
     (tmp_path / ".f.safetensors.part").write_bytes(b"garbage")
     http = HttpClient(
         "t",

@@ -51,6 +51,7 @@ class CivitaiClient:
             secret_headers={"Authorization": bearer},
             transport=transport,
             sleep=sleep,
+            home=self.base_url,
         )
 
     def close(self) -> None:

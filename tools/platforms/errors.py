@@ -21,6 +21,10 @@ class NotFoundError(PlatformHTTPError):
     """The platform answered 404: the model, version or file does not exist (any more)."""
 
 
+class RedirectError(PlatformHTTPError):
+    """A redirect loop, or a redirect to a URL DiffGraph refuses to follow."""
+
+
 class MalformedResponseError(PlatformError):
     """A response body that is not the documented shape."""
 
@@ -43,6 +47,19 @@ class UnsafeFileError(DownloadError):
 
 class DiskSpaceError(DownloadError):
     pass
+
+
+class NotWeightsError(DownloadError):
+    """A download that is no weights file (an HTML page, a JSON error, a broken header) or
+    whose size is far from the one the platform declared."""
+
+
+class SlowDownloadError(DownloadError):
+    """A transfer under the minimum rate or over its total deadline (a stalling server)."""
+
+
+class TimeBudgetError(DownloadError):
+    """The crawl's time budget ran out during a download (the partial file is kept)."""
 
 
 class BrowserUnavailableError(PlatformError):

@@ -68,6 +68,7 @@ class HuggingFaceClient:
             secret_headers={"Authorization": bearer},
             transport=transport,
             sleep=sleep,
+            home=self.endpoint,
         )
 
     def close(self) -> None:

@@ -10,7 +10,9 @@ inserted by JavaScript (``/models/{id}``), and the Hub endpoints ``huggingface_h
 Faults for tests: every ``throttle_every``-th Civitai API request answers 429 with ``Retry-After``;
 the ``flaky-download`` model's file breaks midway on its first ``flaky_breaks`` full
 downloads; the ``bad-hash`` model publishes a SHA-256 its file does not have; the
-``injection`` model's homepage carries a prompt-injection text.
+``injection`` model's homepage carries a prompt-injection text. ``hostile`` (version id ->
+behaviour) makes a download hostile: ``redirect-loop`` (redirects to itself) or
+``login-page`` (no SHA-256 published, an HTML login page served as the file).
 """
 
 from __future__ import annotations
@@ -78,8 +80,10 @@ class DemoPlatform(LocalServer):
         throttle_every: int | None = 5,
         retry_after_s: int = 1,
         flaky_breaks: int = 1,
+        hostile: dict[int, str] | None = None,
     ) -> None:
         self.catalogue = catalogue or demo_catalogue()
+        self.hostile = dict(hostile or {})
         self.weights = weights if isinstance(weights, DemoWeights) else DemoWeights(weights)
         super().__init__(host, port)
         self.api_key = api_key
@@ -166,7 +170,9 @@ class DemoPlatform(LocalServer):
                     "metadata": {"format": "SafeTensor", "fp": "fp32", "size": "full"},
                     "pickleScanResult": "Success",
                     "virusScanResult": "Success",
-                    "hashes": {"SHA256": sha.upper(), "AutoV2": sha[:10].upper()},
+                    "hashes": {}
+                    if self.hostile.get(version.id) == "login-page"
+                    else {"SHA256": sha.upper(), "AutoV2": sha[:10].upper()},
                     "downloadUrl": download,
                     "primary": True,
                 }
@@ -407,6 +413,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(404, {"error": f"No model version with id {version_id}"})
             return
         model, version = found
+        hostile = self.platform.hostile.get(version.id)
+        if hostile == "redirect-loop":
+            self._send(302, b"", "text/plain", {"Location": self.path})
+            return
+        if hostile == "login-page":
+            page = b"<!DOCTYPE html><html><body><form>Log in to download</form></body></html>"
+            self._send(200, page, "text/html")
+            return
         data = self.platform.weights.info(model, version).path.read_bytes()
         flaky = model.fault == "flaky-download"
         self._file(data, weight_name(model, version), version.id if flaky else None)
