@@ -228,9 +228,21 @@ class GraphStore:
     ) -> list[Expert]:
         """Expert records matching every given filter, in insertion order."""
         clauses, params = self._filters(kind, base, status)
-        rows = self._db.execute(
-            f"SELECT id, record FROM experts {clauses} ORDER BY seq", params
-        ).fetchall()
+        if ids is None:
+            rows = self._db.execute(
+                f"SELECT id, record FROM experts {clauses} ORDER BY seq", params
+            ).fetchall()
+        else:  # read only the rows asked for: a search must not parse the whole graph
+            rows = []
+            wanted = list(dict.fromkeys(ids))
+            join = " AND " if clauses else "WHERE "
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows += self._db.execute(
+                    f"SELECT id, record FROM experts {clauses}{join}id IN ({marks})",
+                    [*params, *chunk],
+                ).fetchall()
         records = {expert_id: Expert.model_validate_json(text) for expert_id, text in rows}
         if ids is None:
             return list(records.values())

@@ -71,11 +71,18 @@ class SelectionSettings(BaseModel):
         0.8, ge=0.0, le=1.0, description="no-LLM: cosine at which two experts are duplicates"
     )
     family: BaseFamily = Field(BaseFamily.SD15, description="active base-model family")
-    max_attributes: int = Field(8, ge=1, le=32, description="visual attributes searched")
+    max_attributes: int = Field(
+        8, ge=1, le=32, description="visual attributes an LLM names (no-LLM: every phrase)"
+    )
     relative_margin: float = Field(
         0.1, ge=0.0, le=2.0, description="no-LLM: keep within this of an attribute's best match"
     )
     max_prompt_chars: int = Field(2000, ge=100, le=20000, description="prompt text sent to LLM")
+    no_llm_policy: Literal["needs", "similarity"] = Field(
+        "needs",
+        description="no-LLM filter: need-aware (per-phrase needs, negation, calibrated "
+        "thresholds) or the older similarity threshold + MMR",
+    )
     retriever: Literal["description", "autolora", "both"] = Field(
         "description",
         description="LoRA retrieval: description embeddings, AutoLoRA weight embeddings "

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
-
-from langgraph.runtime import Runtime
+from typing import TYPE_CHECKING, Any, Literal
 
 from agents.prompt_syntax import CLIP_TOKEN_LIMIT, ParsedPrompt, parse_prompt
 from agents.selection import prompts, tools
 from agents.selection.errors import EmptyPromptError, NoExpertsError
-from agents.selection.policy import analysis_from_prompt, filter_by_similarity
+from agents.selection.needs import language_hint, split_negative
+from agents.selection.policy import (
+    POLICY,
+    NeedEvidence,
+    analysis_from_prompt,
+    avoid_phrases,
+    banned_by_negatives,
+    filter_by_need,
+    filter_by_similarity,
+)
 from agents.selection.result import (
     Component,
     DroppedCandidate,
@@ -28,6 +35,9 @@ from agents.selection.state import Analysis, Candidate, SelectionContext, Select
 from graph.errors import UnknownExpertError
 from graph.records import ExpertKind
 from tools.llm import structured_call
+
+if TYPE_CHECKING:
+    from langgraph.runtime import Runtime
 
 MAX_REQUESTS = 3  # LLM requests per prompt: ≤ 2 for steps 1–3, the rest for filtering
 NON_LATIN = 0.3
@@ -43,10 +53,13 @@ def _span(ctx: SelectionContext, node: str, inputs: Any) -> Iterator[dict[str, A
 
 
 def parse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
-    """Read the prompt's syntax, refuse a blank one, check the family, resolve <lora> tags."""
+    """Read the prompt's syntax (and its ``Negative prompt:`` text), refuse a blank one,
+    check the family, resolve <lora> tags."""
     ctx = runtime.context
     with _span(ctx, "parse", {"prompt": state["prompt"]}) as span:
-        parsed = parse_prompt(state["prompt"])
+        positive, negative_text = split_negative(state["prompt"])
+        parsed = parse_prompt(positive)
+        negative = [p.text for p in parse_prompt(negative_text).phrases] if negative_text else []
         if parsed.is_blank:
             raise EmptyPromptError()
         family = ctx.settings.family.value
@@ -82,6 +95,7 @@ def parse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str
                 )
         update = {
             "parsed": parsed,
+            "negative": negative,
             "requested": list(requested.values()),
             "tag_matches": matches,
             "warnings": warnings,
@@ -97,6 +111,7 @@ def analyse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[s
     """Steps 1 and 3 in one structured call: summary, components, visual attributes."""
     ctx = runtime.context
     parsed = state["parsed"]
+    negative = state.get("negative", [])
     with _span(ctx, "analyse", {"text": parsed.text}) as span:
         if not parsed.text:
             analysis = Analysis(summary="", components=[])
@@ -109,7 +124,7 @@ def analyse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[s
             ctx.model,
             PromptAnalysis,
             prompts.analysis_messages(parsed, ctx.settings),
-            fallback=lambda: analysis_from_prompt(parsed, ctx.settings),
+            fallback=lambda: analysis_from_prompt(parsed, ctx.settings, negative),
             tracer=ctx.tracer,
             node="analyse",
             max_retries=min(ctx.llm.max_schema_retries, MAX_REQUESTS - 2),
@@ -118,6 +133,8 @@ def analyse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[s
         warnings = []
         if isinstance(result.value, PromptAnalysis):
             analysis, capped = _from_llm(result.value, ctx.settings.max_attributes)
+            avoid = [*avoid_phrases(parsed, negative), *result.value.avoid]
+            analysis.avoid = list(dict.fromkeys(a.strip() for a in avoid if a.strip()))
             if capped:
                 warnings.append(
                     f"the LLM named {capped} attributes; the first "
@@ -125,19 +142,24 @@ def analyse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[s
                 )
         else:
             analysis = result.value
-            if len(parsed.phrases) > ctx.settings.max_attributes:
+            language = (
+                "a non-Latin script"
+                if parsed.non_latin_share > NON_LATIN
+                else language_hint(parsed.text)
+            )
+            if language:
                 warnings.append(
-                    f"{len(parsed.phrases)} phrases; the {ctx.settings.max_attributes} most "
-                    "emphasised (then earliest) are searched (selection.max_attributes)"
-                )
-            if parsed.non_latin_share > NON_LATIN:
-                warnings.append(
-                    "the prompt is mostly in a non-Latin script and the embedding model "
+                    f"the prompt looks written in {language} and the embedding model "
                     "(all-MiniLM-L6-v2) is English-only: without an LLM, which restates the "
-                    "needs in English, retrieval is weak"
+                    "needs in English, experts are found poorly or not at all. Fix: write "
+                    "the prompt in English, or configure an LLM"
                 )
         span.update(
-            outputs={"summary": analysis.summary, "components": analysis.components},
+            outputs={
+                "summary": analysis.summary,
+                "components": analysis.components,
+                "avoid": analysis.avoid,
+            },
             mode=result.mode,
         )
     return {
@@ -149,31 +171,34 @@ def analyse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[s
 
 
 def embed_queries(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
-    """Embed the summary and every attribute in one batch."""
+    """Embed the summary, every attribute and what the prompt rules out in one batch."""
     ctx = runtime.context
     analysis = state["analysis"]
     texts = [analysis.summary, *analysis.attributes] if analysis.summary else []
-    with _span(ctx, "embed_queries", {"texts": texts}) as span:
-        vectors = tools.embed(ctx, "embed_queries", texts) if texts else []
-        span["outputs"] = {"count": len(texts)}
-    return {"query_vectors": list(vectors)}
+    avoid = analysis.avoid if texts else []
+    with _span(ctx, "embed_queries", {"texts": texts, "avoid": avoid}) as span:
+        vectors = list(tools.embed(ctx, "embed_queries", texts + avoid)) if texts else []
+        span["outputs"] = {"count": len(texts) + len(avoid)}
+    return {"query_vectors": vectors[: len(texts)], "avoid_vectors": vectors[len(texts) :]}
 
 
 def find_checkpoints(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
-    """Step 2: top-K1 checkpoints of the active family by similarity to the summary."""
+    """Step 2: top-K1 checkpoints of the active family for the summary and for each
+    attribute (a phrase such as "85mm photo" asks for a checkpoint), and any checkpoint
+    the prompt names."""
     ctx = runtime.context
     vectors = state["query_vectors"]
-    with _span(ctx, "find_checkpoints", {"summary": state["analysis"].summary}) as span:
+    analysis = state["analysis"]
+    with _span(ctx, "find_checkpoints", {"summary": analysis.summary}) as span:
         found: list[Candidate] = []
         if vectors:
-            found = tools.search(
-                ctx,
-                "find_checkpoints",
-                {"summary": vectors[0]},
-                ctx.settings.k1,
-                ExpertKind.CKPT,
-                vectors[0],
+            queries = {"summary": vectors[0]} | dict(
+                zip(analysis.attributes, vectors[1:], strict=True)
             )
+            found = tools.search(
+                ctx, "find_checkpoints", queries, ctx.settings.k1, ExpertKind.CKPT, vectors[0]
+            )
+            found = _with_named(ctx, "find_checkpoints", found, state, ExpertKind.CKPT)
         span["outputs"] = _listing(found)
     return {"checkpoint_candidates": found}
 
@@ -194,6 +219,7 @@ def find_loras(state: SelectionState, runtime: Runtime[SelectionContext]) -> dic
                 ExpertKind.PEFT,
                 vectors[0],
             )
+            found = _with_named(ctx, "find_loras", found, state, ExpertKind.PEFT)
         requested = {r.id for r in state.get("requested", [])}
         found = [c for c in found if c.id not in requested]
         span["outputs"] = _listing(found)
@@ -221,11 +247,27 @@ def filter_candidates(state: SelectionState, runtime: Runtime[SelectionContext])
     ) as span:
 
         def no_llm() -> tuple[list[SelectedExpert], list[DroppedCandidate]]:
+            if ctx.settings.no_llm_policy == "needs":
+                return filter_by_need(checkpoints + loras, evidence(), ctx.settings, requested)
             ids = [c.id for c in checkpoints + loras] + [r.id for r in requested]
             vectors = tools.vectors_of(ctx, ids)
             kept_c, dropped_c = filter_by_similarity(checkpoints, vectors, ctx.settings)
             kept_l, dropped_l = filter_by_similarity(loras, vectors, ctx.settings, requested)
             return kept_c + kept_l, dropped_c + dropped_l
+
+        def evidence() -> NeedEvidence:
+            analysis = state["analysis"]
+            vectors = state.get("query_vectors", [])
+            return tools.need_evidence(
+                ctx,
+                "filter",
+                checkpoints + loras,
+                analysis.attributes,
+                vectors[1:],
+                analysis.avoid,
+                state.get("avoid_vectors", []),
+                vectors[0] if vectors else None,
+            )
 
         result = structured_call(
             ctx.model,
@@ -249,6 +291,15 @@ def filter_candidates(state: SelectionState, runtime: Runtime[SelectionContext])
                 )
         else:
             kept, dropped = result.value
+        if state["analysis"].avoid and kept and result.mode != "no-llm":
+            # what the prompt rules out bans experts whatever chose them (the LLM or the
+            # no-LLM policy after a fallback: the need-aware one already did)
+            banned = banned_by_negatives(checkpoints + loras, evidence())
+            for expert in [k for k in kept if k.id in banned]:
+                kept.remove(expert)
+                dropped.append(
+                    DroppedCandidate.of(expert, f"{POLICY}: {banned[expert.id]}", "negative")
+                )
         span.update(
             outputs={"kept": kept, "dropped": dropped, "unknown_ids": unknown}, mode=result.mode
         )
@@ -312,6 +363,7 @@ def assemble(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[
             summary=analysis.summary,
             components=analysis.components,
             attributes=analysis.attributes,
+            avoid=analysis.avoid,
             checkpoints=checkpoints,
             loras=loras,
             base_model=not checkpoints,
@@ -417,3 +469,28 @@ def _bounded(
 
 def _listing(candidates: list[Candidate]) -> list[dict[str, Any]]:
     return [{"id": c.id, "matches": c.matches} for c in candidates]
+
+
+def _with_named(
+    ctx: SelectionContext,
+    node: str,
+    found: list[Candidate],
+    state: SelectionState,
+    kind: ExpertKind,
+) -> list[Candidate]:
+    """``found`` plus the experts of ``kind`` the prompt names by trigger word or name
+    (their similarity to each query computed from the stored vectors)."""
+    known = {c.id for c in found}
+    text = " , ".join([state["parsed"].text, *state.get("negative", [])])
+    extra = [c for c in tools.named_candidates(ctx, node, text, kind) if c.id not in known]
+    if not extra:
+        return found
+    analysis = state["analysis"]
+    vectors = state["query_vectors"]
+    stored = tools.vectors_of(ctx, [c.id for c in extra])
+    labels = ["summary", *analysis.attributes]
+    for candidate in extra:
+        sims = [float(v @ stored[candidate.id]) for v in vectors]
+        candidate.matches = {q: round(s, 4) for q, s in zip(labels, sims, strict=True)}
+        candidate.prompt_similarity = round(sims[0], 4) if sims else 0.0
+    return found + extra

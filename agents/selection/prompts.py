@@ -23,7 +23,9 @@ Work step by step in "reasoning", then fill the other fields:
 2. components: the prompt's semantic components (characters, objects, scene, style,
    quality), and for each the visual attributes needed to depict it well, as short
    English noun phrases (a portrait needs e.g. "eye detail", "lip detail"; a night
-   scene needs e.g. "neon lighting"; a named style needs that style).
+   scene needs e.g. "neon lighting"; a named style needs that style). Leave out what
+   the prompt negates ("no neon", "not a photo").
+3. avoid: what the prompt rules out, as short English phrases ("neon", "photo").
 Write English whatever the prompt's language. Emoji stand for what they depict. Stay
 with what the prompt asks for; invent no subjects.
 
@@ -32,7 +34,8 @@ with what the prompt asks for; invent no subjects.
 FILTER_SYSTEM = f"""You choose the expert models to merge for a text-to-image prompt.
 You get the prompt's needs and candidate experts found by embedding similarity. Give a
 verdict for every candidate, copying its id exactly:
-- keep a candidate only if its skill serves a need of the prompt;
+- keep a candidate only if its skill serves a need of the prompt; drop one that serves
+  what the prompt rules out;
 - drop a candidate that only shares a word with a need but depicts something else (a red
   flamingo LoRA for a woman with red hair);
 - drop a candidate whose skill duplicates a kept or user-requested expert (keep the better
@@ -67,6 +70,7 @@ def filter_messages(
     needs = {
         "summary": analysis.summary,
         "components": {c.name: c.attributes for c in analysis.components},
+        "rules_out": analysis.avoid,
     }
     listing = {
         "checkpoints": [_card(c) for c in checkpoints],

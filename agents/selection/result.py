@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from graph.records import BaseFamily, ExpertKind
 from tools.tracing import Mode
 
-DropStage = Literal["filter", "redundant", "bound", "guard"]
+DropStage = Literal["filter", "redundant", "negative", "bound", "guard"]
 
 
 class Component(BaseModel):
@@ -78,6 +78,11 @@ class SelectionResult(BaseModel):
     summary: str
     components: list[Component] = Field(default_factory=list)
     attributes: list[str] = Field(default_factory=list)
+    avoid: list[str] = Field(
+        default_factory=list,
+        description="what the prompt rules out (negated phrases, negative prompt): experts "
+        "these phrases would select are not selected",
+    )
     checkpoints: list[SelectedExpert] = Field(default_factory=list)
     loras: list[SelectedExpert] = Field(default_factory=list)
     base_model: bool = False

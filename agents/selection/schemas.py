@@ -42,6 +42,11 @@ class PromptAnalysis(BaseModel):
         description="one English sentence: the main subject and the overall style",
     )
     components: list[ComponentNeeds] = Field(min_length=1, max_length=12)
+    avoid: list[str] = Field(
+        default_factory=list,
+        max_length=12,
+        description="short English phrases of what the prompt rules out ('no neon' -> 'neon')",
+    )
 
 
 class Verdict(BaseModel):

@@ -61,6 +61,9 @@ class Analysis(BaseModel):
 
     summary: str
     components: list[Component]
+    avoid: list[str] = Field(
+        default_factory=list, description="what the prompt rules out: negated phrases, negatives"
+    )
 
     @property
     def attributes(self) -> list[str]:
@@ -78,10 +81,12 @@ def merge_dicts(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
 class SelectionState(TypedDict, total=False):
     prompt: str
     parsed: ParsedPrompt
+    negative: list[str]  # phrases of the prompt's "Negative prompt:" text
     requested: list[SelectedExpert]  # experts named by <lora:...> tags
     tag_matches: list[TagMatch]
     analysis: Analysis
     query_vectors: list[np.ndarray]  # the summary's, then one per attribute
+    avoid_vectors: list[np.ndarray]  # one per phrase of what the prompt rules out
     checkpoint_candidates: list[Candidate]
     lora_candidates: list[Candidate]
     kept: list[SelectedExpert]  # after filtering, before bounds and guards

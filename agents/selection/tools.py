@@ -5,18 +5,48 @@ Each call is recorded in the trace as a ``tool_call`` event.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
 import re
 import time
 from collections.abc import Callable
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import TypeVar
 
 import numpy as np
 
 from agents.prompt_syntax import LoraTag
 from agents.selection.errors import SelectionError
+from agents.selection.needs import LexicalIndex
+from agents.selection.policy import NeedEvidence, background_stats, calibration_evidence
 from agents.selection.state import Candidate, SelectionContext
 from graph.records import Expert, ExpertKind, ExpertStatus
+
+log = logging.getLogger(__name__)
+
+# Generic prompt phrases: what an expert's description usually scores against text that
+# asks for no skill in particular (subjects, scenes and the boilerplate of shared prompts).
+BACKGROUND = (
+    "a dog", "a cat", "a woman", "a man", "an old man", "a young girl", "two people talking",
+    "a house", "a car", "a tree", "a bird on a branch", "a horse", "a city street",
+    "a mountain", "a river", "a beach", "a forest", "a table", "a chair", "a flower",
+    "a bowl of fruit", "a bicycle", "a boat", "a bridge", "a window", "a road", "the sky",
+    "a garden", "a kitchen", "a school", "a train station", "a market", "a field of grass",
+    "a person walking", "a child playing", "a family", "a soldier", "a king", "a robot",
+    "a monster", "a building", "a village", "a lake", "a desert", "snow", "clouds",
+    "standing", "sitting", "running", "smiling", "looking at the camera", "full body",
+    "close-up", "wide shot", "from above", "in the background", "at night", "in the morning",
+    "red", "blue", "green", "black and white", "colorful", "big", "small", "beautiful",
+    "cute", "old", "new", "happy", "sad", "epic", "masterpiece", "best quality",
+    "trending on artstation", "artstation", "8k", "4k", "hd", "award winning", "unreal engine",
+    "octane render", "by greg rutkowski", "by artgerm", "art by wlop", "illustration",
+    "digital art", "highly detailed", "intricate", "elegant", "smooth", "detailed",
+    "professional", "high resolution", "wallpaper", "pixiv", "deviantart", "cgsociety",
+    "a portrait", "a landscape", "a scene", "an image", "a picture of something",
+)  # fmt: skip
+_BACKGROUND_CACHE: dict[tuple[str, str], np.ndarray] = {}
+_LEXICAL_CACHE: dict[tuple[str, int, str], LexicalIndex] = {}
 
 R = TypeVar("R")
 
@@ -203,3 +233,123 @@ def _names(expert: Expert) -> set[str]:
     if expert.file is not None and expert.file.path:
         names.add(PurePath(expert.file.path).stem)
     return {_norm(n) for n in names if _norm(n)}
+
+
+def lexical_index(ctx: SelectionContext) -> LexicalIndex:
+    """Names, trigger words and tags of the family's active experts (one build per graph
+    revision and process)."""
+    store = ctx.graph.store
+    key = (str(store.root), store.revision, ctx.settings.family.value)
+    index = _LEXICAL_CACHE.get(key)
+    if index is None:
+        experts = ctx.graph.experts(base=ctx.settings.family, status=ExpertStatus.ACTIVE)
+        index = LexicalIndex.build(experts)
+        _LEXICAL_CACHE.clear()
+        _LEXICAL_CACHE[key] = index
+    return index
+
+
+def named_candidates(
+    ctx: SelectionContext, node: str, text: str, kind: ExpertKind
+) -> list[Candidate]:
+    """Active experts of the family and ``kind`` whose trigger word or name ``text`` uses."""
+
+    def lookup() -> list[Candidate]:
+        index = lexical_index(ctx)
+        ids = [i for i in index.named_in(text) if index.cards[i].kind is kind]
+        return [_candidate(e) for e in ctx.graph.experts(ids=ids)] if ids else []
+
+    return _traced(
+        ctx,
+        node,
+        "find_named_experts",
+        {"kind": kind.value},
+        lookup,
+        lambda out: [c.id for c in out],
+    )
+
+
+def background_vectors(ctx: SelectionContext) -> np.ndarray:
+    """Embeddings of :data:`BACKGROUND`, cached in memory and beside the embedding model's
+    ONNX export (so a cold start does not embed them again)."""
+    embedder = ctx.graph.embedder
+    digest = hashlib.sha256("\n".join(BACKGROUND).encode()).hexdigest()[:12]
+    key = (embedder.name, digest)
+    if key in _BACKGROUND_CACHE:
+        return _BACKGROUND_CACHE[key]
+    cache_dir = getattr(embedder, "cache_dir", None)
+    name = re.sub(r"[^A-Za-z0-9.-]+", "-", embedder.name)[-60:]
+    path = Path(cache_dir) / "selection" / f"background-{name}-{digest}.npy" if cache_dir else None
+    vectors = None
+    if path is not None and path.exists():
+        try:
+            vectors = np.load(path)
+        except (OSError, ValueError):
+            log.warning("unreadable cache %s: embedding the background phrases again", path)
+    if vectors is None or vectors.shape[0] != len(BACKGROUND):
+        vectors = embedder.embed(list(BACKGROUND))
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+                np.save(tmp, vectors)
+                os.replace(tmp, path)
+            except OSError as exc:
+                log.warning("could not cache the background phrases in %s: %s", path, exc)
+    _BACKGROUND_CACHE[key] = vectors
+    return vectors
+
+
+def need_evidence(
+    ctx: SelectionContext,
+    node: str,
+    candidates: list[Candidate],
+    phrases: list[str],
+    phrase_vectors: list[np.ndarray],
+    avoid: list[str],
+    avoid_vectors: list[np.ndarray],
+    prompt_vector: np.ndarray | None,
+) -> NeedEvidence:
+    """What the need-aware filter weighs for these candidates (policy.NeedEvidence)."""
+
+    def gather() -> NeedEvidence:
+        ids = list(dict.fromkeys(c.id for c in candidates))
+        vectors = vectors_of(ctx, ids)
+        dim = next(iter(vectors.values())).shape[0] if vectors else 0
+        return NeedEvidence(
+            phrases=phrases,
+            phrase_vectors=np.asarray(phrase_vectors, np.float32).reshape(len(phrases), dim),
+            avoid=avoid,
+            avoid_vectors=np.asarray(avoid_vectors, np.float32).reshape(len(avoid), dim),
+            vectors=vectors,
+            background=background_stats(vectors, background_vectors(ctx)) if ids else {},
+            lexical=lexical_index(ctx),
+            calibration=_calibration(ctx, prompt_vector, ids),
+        )
+
+    return _traced(
+        ctx,
+        node,
+        "need_evidence",
+        {"candidates": len(candidates), "phrases": len(phrases), "avoid": avoid},
+        gather,
+        lambda out: {"calibrated": {k: round(v, 3) for k, v in out.calibration.items()}},
+    )
+
+
+def _calibration(
+    ctx: SelectionContext, prompt_vector: np.ndarray | None, ids: list[str]
+) -> dict[str, float]:
+    """Standardised calibration scores of ``ids`` on reference prompts near the prompt."""
+    arrays = ctx.graph.store.arrays()
+    if prompt_vector is None or not ids or not arrays.edge_index.size:
+        return {}
+    experts = np.asarray(arrays.expert_ids, dtype=object)[arrays.edge_index[0]]
+    return calibration_evidence(
+        prompt_vector,
+        ids,
+        arrays.ref_x,
+        experts,
+        arrays.edge_index[1],
+        arrays.edge_attr,
+    )

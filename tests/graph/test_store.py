@@ -154,3 +154,12 @@ def test_many_small_writes_keep_segment_count_bounded(store):
     np.testing.assert_array_equal(store.embeddings(["x39"]), vec(1039)[None])
     registered = {n for n, _ in store._registered_segments()}
     assert {p.name for p in store.segment_dir.glob("*.npz")} == registered
+
+
+def test_experts_by_id_reads_the_rows_asked_for_in_that_order(store):
+    store.add_experts([(expert(f"e{i}"), vec(i)) for i in range(1203)])  # > 2 chunks of 500
+    wanted = [f"e{i}" for i in range(1202, -1, -2)] + ["e3"]
+    assert [e.id for e in store.experts(ids=wanted)] == wanted
+    assert [e.id for e in store.experts(kind=ExpertKind.PEFT, ids=["e7", "e1"])] == ["e7", "e1"]
+    with pytest.raises(UnknownExpertError):
+        store.experts(ids=["e1", "nope"])

@@ -102,10 +102,13 @@ def test_checkpoint_candidates_use_the_summary_query():
     assert [k.id for k in kept] == ["watercolor"] and [d.id for d in dropped] == ["anime"]
 
 
-def test_analysis_is_the_prompt_and_its_phrases_most_emphasised_first_when_capped():
-    parsed = parse_prompt("a cat, (red hair:1.3), blue sky, ((smile)), grass")
-    analysis = analysis_from_prompt(parsed, SETTINGS.model_copy(update={"max_attributes": 3}))
-    assert analysis.summary == "a cat, red hair, blue sky, smile, grass"
-    # the three kept are the two emphasised phrases and the earliest other, in prompt order
-    assert analysis.attributes == ["a cat", "red hair", "smile"]
-    assert [c.name for c in analysis.components] == ["a cat", "red hair", "smile"]
+def test_analysis_is_the_prompt_and_all_its_phrases_with_negations_to_avoid():
+    parsed = parse_prompt("a cat, (red hair:1.3), no neon, blue sky, ((smile)), not a photo")
+    analysis = analysis_from_prompt(
+        parsed, SETTINGS.model_copy(update={"max_attributes": 3}), ["blurry"]
+    )
+    assert analysis.summary == "a cat, red hair, no neon, blue sky, smile, not a photo"
+    # every phrase is a need (max_attributes caps only an LLM's analysis) ...
+    assert analysis.attributes == ["a cat", "red hair", "blue sky", "smile"]
+    # ... but what the prompt rules out is not one: it is avoided, with the negative prompt
+    assert analysis.avoid == ["neon", "photo", "blurry"]
