@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agents.construction import nodes
+from agents.construction.lock import crawl_lock
 from agents.construction.schemas import CrawlReport, CrawlRequest
 from agents.construction.state import CrawlContext, CrawlState
 
@@ -102,9 +103,12 @@ def run_crawl(
     on_update: Callable[[str, dict], None] | None = None,
     fresh: bool = False,
 ) -> CrawlReport:
-    """Run (or resume) a crawl session to its end and return its report; traced."""
+    """Run (or resume) a crawl session to its end and return its report; traced.
+
+    One crawl at a time per data directory: a second one raises ``CrawlLockedError``.
+    """
     tracer = ctx.tracer
-    with checkpointer(checkpoint_path) as saver:
+    with crawl_lock(Path(checkpoint_path).parent), checkpointer(checkpoint_path) as saver:
         graph = build_graph(saver)
         thread, resume = find_session(graph, request.session_key(), fresh)
         config = {
