@@ -231,3 +231,35 @@ def test_cloneofsimo_lora_merges_like_lora_diffusion_applies_it(pipe, tmp_path):
     for name, delta in deltas.items():
         after = families.get_submodule(components, name).weight
         torch.testing.assert_close(after, before[name] + delta, atol=1e-5, rtol=1e-5)
+
+
+def test_pickled_cloneofsimo_lists_load_with_allow_pickle(pipe, tmp_path):
+    """``lora.pt`` / ``lora.text_encoder.pt`` (lora_diffusion's ``save_lora_weight``): a list
+    of up, down tensors per injected layer; the component is the one every shape fits."""
+    import torch
+
+    from tools.weights.errors import PickleRefusedError
+    from tools.weights.read import read_adapter
+
+    components = {"unet": pipe.unet, "text_encoder": pipe.text_encoder}
+    shapes = families.component_module_shapes(components)
+    generator = torch.Generator().manual_seed(9)
+    for component, classes, file in (
+        ("unet", UNET_CLASSES, "lora.pt"),
+        ("text_encoder", TEXT_CLASSES, "lora.text_encoder.pt"),
+    ):
+        names = lora_diffusion_order(components[component], classes, component)
+        tensors, deltas = [], {}
+        for name in names:
+            out_features, in_features = shapes[name]
+            up = torch.randn(out_features, 2, generator=generator).half()
+            down = torch.randn(2, in_features, generator=generator).half()
+            tensors += [up, down]
+            deltas[name] = up.float() @ down.float()
+        torch.save(tensors, tmp_path / file)
+        adapter = read_adapter(tmp_path / file, targets=shapes, allow_pickle=True)
+        assert adapter.format == "cloneofsimo-lora" and set(adapter.modules) == set(deltas)
+        for name, delta in deltas.items():
+            torch.testing.assert_close(adapter.modules[name].delta(), delta)
+        with pytest.raises(PickleRefusedError):
+            read_adapter(tmp_path / file, targets=shapes)

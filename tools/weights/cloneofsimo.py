@@ -108,31 +108,72 @@ def parse_cloneofsimo(
             )
         classes = json.loads(metadata[component]) if component in metadata else None
         classes = classes or DEFAULT_TARGETS[component]
-        tried = []
-        for legacy in (False, True):
-            order = module_order(modules, component, classes, legacy)
-            fits = len(order) == len(indices) and all(
-                _fits(pairs[i], modules[name]) for i, name in enumerate(order)
-            )
-            if fits:
-                break
-            tried.append(len(order))
-        else:
+        placed = _place([pairs[i] for i in indices], component, classes, modules)
+        if placed is None:
+            count = len(module_order(modules, component, classes, legacy=False))
             raise ShapeMismatchError(
                 f"{source}: the {len(indices)} {component} LoRA layers of this cloneofsimo "
                 f"lora (injected into {classes}) do not fit the SD 1.5 {component}'s "
-                f"{tried[0]} layers of those classes in module order. Fix: use an SD 1.x LoRA"
+                f"{count} layers of those classes in module order. Fix: use an SD 1.x LoRA"
             )
-        for i, name in enumerate(order):
-            up, down = pairs[i]["up"], pairs[i]["down"]
-            out[name] = AdapterModule(
-                kind="lora",
-                factors={"up": up, "down": down},
-                alpha=None,  # lora_diffusion's scale 1
-                shape=tuple(modules[name]),
-                keys=(f"{component}:{i}:up", f"{component}:{i}:down"),
-            )
+        out.update(placed)
     return Adapter(FORMAT, BaseFamily.SD15, out, dict(metadata), source)
+
+
+def _place(
+    pairs: list[Mapping[str, torch.Tensor]],
+    component: str,
+    classes: list[str],
+    modules: Mapping[str, tuple[int, ...]],
+) -> dict[str, AdapterModule] | None:
+    """``pairs`` (up / down, index order) on the component's layers, or None if the shapes
+    fit neither module order."""
+    for legacy in (False, True):
+        order = module_order(modules, component, classes, legacy)
+        if len(order) == len(pairs) and all(
+            _fits(pair, modules[name]) for pair, name in zip(pairs, order, strict=True)
+        ):
+            return {
+                name: AdapterModule(
+                    kind="lora",
+                    factors={"up": pair["up"], "down": pair["down"]},
+                    alpha=None,  # lora_diffusion's scale 1
+                    shape=tuple(modules[name]),
+                    keys=(f"{component}:{i}:up", f"{component}:{i}:down"),
+                )
+                for i, (pair, name) in enumerate(zip(pairs, order, strict=True))
+            }
+    return None
+
+
+# what lora_diffusion's ``save_lora_weight`` wrote into ``.pt`` files, most likely first
+PT_TARGETS = (
+    ("unet", DEFAULT_TARGETS["unet"]),
+    ("unet", ["CrossAttention", "Attention"]),
+    ("text_encoder", DEFAULT_TARGETS["text_encoder"]),
+)
+
+
+def parse_pt_list(
+    tensors: list[torch.Tensor], modules: Mapping[str, tuple[int, ...]], source: str
+) -> Adapter:
+    """A pickled cloneofsimo / GORS ``.pt`` LoRA: a list ``[up0, down0, up1, down1, …]`` of
+    one component (``lora.pt``: the UNet, ``lora.text_encoder.pt``: the text encoder), with
+    no metadata; the component and injected classes are the ones every shape fits."""
+    if len(tensors) % 2 or not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise UnsupportedFormatError(
+            f"{source} holds a list that is not a cloneofsimo / GORS LoRA (an even number of "
+            "tensors, up and down alternating). Fix: convert it to .safetensors"
+        )
+    pairs = [{"up": tensors[i], "down": tensors[i + 1]} for i in range(0, len(tensors), 2)]
+    for component, classes in PT_TARGETS:
+        placed = _place(pairs, component, classes, modules)
+        if placed is not None:
+            return Adapter(FORMAT, BaseFamily.SD15, placed, {}, source)
+    raise ShapeMismatchError(
+        f"{source}: a cloneofsimo / GORS .pt LoRA list of {len(pairs)} up/down pairs that fits "
+        "no SD 1.5 UNet or text encoder layer order. Fix: use an SD 1.x LoRA"
+    )
 
 
 def _fits(pair: Mapping[str, torch.Tensor], shape: tuple[int, ...]) -> bool:

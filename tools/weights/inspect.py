@@ -15,7 +15,13 @@ from tools.weights import files
 from tools.weights.checkpoints import Checkpoint
 from tools.weights.errors import UnmatchedKeysError, UnsupportedFormatError, WeightsError
 from tools.weights.families import module_shapes
-from tools.weights.read import adapter_file, check_targets, is_adapter_keys, read_adapter
+from tools.weights.read import (
+    adapter_file,
+    check_targets,
+    is_adapter_keys,
+    pickled_list,
+    read_adapter,
+)
 from tools.weights.stream import DEMO_KEY
 
 KOHYA_FIELDS = (
@@ -85,7 +91,9 @@ def inspect_expert(path: Path, allow_pickle: bool = False) -> ExpertInfo:
         return _inspect_checkpoint(path)
     weights, _ = adapter_file(path) if path.is_dir() else (path, None)
     if files.is_pickle(weights):
-        if not is_adapter_keys(list(files.load_tensors(weights, allow_pickle))):
+        if allow_pickle and pickled_list(weights) is not None:
+            pass  # a cloneofsimo / GORS .pt list: read_adapter names or reads it
+        elif not is_adapter_keys(list(files.load_tensors(weights, allow_pickle))):
             raise UnsupportedFormatError(
                 f"{path} is a pickled checkpoint: checkpoints are read only from .safetensors "
                 "files or diffusers folders. Fix: convert it to .safetensors"

@@ -82,6 +82,11 @@ def read_adapter(
     a bare PEFT save; ``unet_config`` the UNet layout for LDM-named (SDXL) kohya keys.
     """
     weights, peft_config = adapter_file(path)
+    if allow_pickle and files.is_pickle(weights):
+        listed = pickled_list(weights)
+        if listed is not None:  # cloneofsimo / GORS .pt: [up0, down0, up1, down1, …]
+            modules = targets if targets is not None else module_shapes(BaseFamily.SD15)
+            return cloneofsimo.parse_pt_list(listed, modules, str(path))
     state = files.load_tensors(weights, allow_pickle=allow_pickle)
     metadata = files.read_metadata(weights)
     if cloneofsimo.is_cloneofsimo(list(state), metadata):
@@ -160,3 +165,14 @@ def _read_cloneofsimo(state, metadata, family, targets, source: str) -> Adapter:
         )
     modules = targets if targets is not None else module_shapes(BaseFamily.SD15)
     return cloneofsimo.parse_cloneofsimo(state, metadata, modules, source)
+
+
+def pickled_list(path: Path) -> list | None:
+    """The list a pickled file holds (through ``weights_only``), or None for anything else."""
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # files.load_tensors gives the error
+        return None
+    return data if isinstance(data, list) else None
