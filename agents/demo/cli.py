@@ -46,3 +46,6 @@ def demo(
     for part in report.demo_parts:
         console.print(f"  - {part}")
     console.print(REAL_USE, highlight=False, soft_wrap=True)
+    from agents.webui.cli import serve_hint
+
+    console.print(serve_hint(report.data_dir), highlight=False, soft_wrap=True)

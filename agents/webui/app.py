@@ -450,27 +450,35 @@ def build_ui(service: WebService) -> gr.Blocks:
                 [tab_state, chat, prompt, *form_inputs],
                 result_outputs,
                 concurrency_id=GENERATION,
+                concurrency_limit=1,
             ),
             send_btn.click(
                 do_send,
                 [tab_state, chat, chat_message, *form_inputs],
                 result_outputs,
                 concurrency_id=GENERATION,
+                concurrency_limit=1,
             ),
             chat_message.submit(
                 do_send,
                 [tab_state, chat, chat_message, *form_inputs],
                 result_outputs,
                 concurrency_id=GENERATION,
+                concurrency_limit=1,
             ),
             override_btn.click(
                 do_override,
                 [tab_state, chat, steer_expert, coefficient, *form_inputs],
                 result_outputs,
                 concurrency_id=GENERATION,
+                concurrency_limit=1,
             ),
             clear_btn.click(
-                do_clear, [tab_state, chat, *form_inputs], result_outputs, concurrency_id=GENERATION
+                do_clear,
+                [tab_state, chat, *form_inputs],
+                result_outputs,
+                concurrency_id=GENERATION,
+                concurrency_limit=1,
             ),
         ]
         for button, action in (
@@ -485,6 +493,7 @@ def build_ui(service: WebService) -> gr.Blocks:
                     [tab_state, chat, steer_expert, *form_inputs],
                     result_outputs,
                     concurrency_id=GENERATION,
+                    concurrency_limit=1,
                 )
             )
         open_btn.click(do_open, [tab_state, thread_box], result_outputs)
@@ -526,12 +535,13 @@ def build_ui(service: WebService) -> gr.Blocks:
                 [tab_state, compare_planner],
                 [compare_md, compare_a, compare_a_df, compare_b, compare_b_df],
                 concurrency_id=GENERATION,
+                concurrency_limit=1,
             )
         )
 
         def do_cancel(tab):
-            if tab is not None:
-                service.cancel(tab)
+            if tab is None or not service.cancel(tab):
+                return "nothing to cancel: this tab is not generating"
             return "**cancelled:** the thread is as it was before the request"
 
         cancel_btn.click(do_cancel, [tab_state], [status], cancels=generating)
@@ -714,7 +724,3 @@ def launch(
         footer_links=[],
     )
     return ui
-
-
-def url(host: str, port: int) -> str:
-    return f"http://{host}:{port}/"

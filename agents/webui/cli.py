@@ -25,6 +25,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def serve_hint(data_dir: Path, port: int = 7860) -> str:
+    """The line that tells how to open a graph (the demo's) in the web UI."""
+    return (
+        f"[bold]Open it in a browser[/]: DIFFGRAPH_DATA_DIR={data_dir} diffgraph serve, then "
+        f"{url('127.0.0.1', port)} (the web UI; in the small world, after the exports above)"
+    )
+
+
+def url(host: str, port: int) -> str:
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}/"
+
+
 def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -73,7 +86,7 @@ def serve(
             highlight=False,
         )
     from agents.pipeline.context import build_context
-    from agents.webui.app import launch, url
+    from agents.webui.app import launch
     from agents.webui.service import WebService
 
     pipeline = build_context(settings, planner=planner)

@@ -45,13 +45,17 @@ def crawl_request(
     from agents.construction.schemas import CrawlRequest
 
     try:
+        time_budget_s = parse_duration(time_budget or "")
+    except DiffGraphError as exc:
+        raise WebUIError(f"invalid crawl option: {str(exc).removeprefix('--')}") from exc
+    try:
         request = CrawlRequest(
             source=source,
             base=base,
             types=types,
             max_experts=int(max_experts),
             max_download_bytes=int(float(max_download_gb) * 2**30),
-            time_budget_s=parse_duration(time_budget or ""),
+            time_budget_s=time_budget_s,
             calibrate=calibrate,
             local_paths=[local_path.strip()] if local_path.strip() else [],
         )

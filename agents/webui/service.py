@@ -109,7 +109,7 @@ class WebService:
         self.pipeline = pipeline
         self.out_dir = Path(out_dir).resolve()
         self._lock = threading.Lock()
-        self._cancel: dict[str, threading.Event] = {}
+        self._cancel: dict[str, set[threading.Event]] = {}  # tab id -> its generations
 
     @property
     def graph(self):
@@ -282,9 +282,18 @@ class WebService:
             outcome = run(recipe.prompt, pipeline, options, out)
         return last, outcome
 
-    def cancel(self, tab: Tab) -> None:
-        """Stop the tab's running generation at its next step."""
-        self._cancel.setdefault(tab.id, threading.Event()).set()
+    def cancel(self, tab: Tab) -> bool:
+        """Stop the tab's generation at its next step, or before it starts when it waits
+        behind another; False when the tab has none."""
+        events = list(self._cancel.get(tab.id, ()))
+        for event in events:
+            event.set()
+        return bool(events)
+
+    @property
+    def pending(self) -> int:
+        """Generations running or waiting for their turn."""
+        return sum(len(events) for events in list(self._cancel.values()))
 
     # -- exports -----------------------------------------------------------------------
 
@@ -409,18 +418,23 @@ class WebService:
     def _generating(self, tab: Tab, on_step: OnStep | None) -> Iterator[None]:
         """One generation at a time; ``on_step`` sees every denoising step, and a cancel of
         the tab stops the generation at its next step."""
-        cancel = self._cancel.setdefault(tab.id, threading.Event())
-        with self._lock:
-            cancel.clear()
-
-            def step(done: int, total: int) -> None:
-                if cancel.is_set():
+        cancel = threading.Event()
+        self._cancel.setdefault(tab.id, set()).add(cancel)
+        try:
+            with self._lock:
+                if cancel.is_set():  # cancelled while waiting behind another tab
                     raise GenerationCancelled()
-                if on_step is not None:
-                    on_step(done, total)
 
-            with self.pipeline.generator.observing(step):
-                yield
+                def step(done: int, total: int) -> None:
+                    if cancel.is_set():
+                        raise GenerationCancelled()
+                    if on_step is not None:
+                        on_step(done, total)
+
+                with self.pipeline.generator.observing(step):
+                    yield
+        finally:
+            self._cancel[tab.id].discard(cancel)
 
 
 def _expert_id(expert_id: str | None) -> str:

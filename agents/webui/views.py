@@ -84,7 +84,11 @@ def dropped_rows(
     if conversation is not None:
         rows += [[i, "", "ban", "banned by you"] for i in conversation.banned]
     if selection is not None:
-        rows += [[d.id, d.kind.value, d.stage, d.reason] for d in selection.dropped]
+        rows += [
+            [d.id, d.kind.value, d.stage, d.reason]
+            for d in selection.dropped
+            if d.id not in merged  # pinned after the selection dropped it
+        ]
         banned = set(conversation.banned) if conversation else set()
         for e in selection.checkpoints + selection.loras:
             if e.id not in merged and e.id not in banned:

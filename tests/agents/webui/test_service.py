@@ -181,3 +181,57 @@ def test_two_tabs_generating_at_once_are_queued(service):
         recipe = views[i].report.conversation.last.recipe
         assert recipe.seed == 10 + i and recipe.prompt.endswith(f"tab {i}")
         assert len(views[i].report.conversation.last.images) == 2
+
+
+def test_traces_list_runs_and_open_a_timeline(service):
+    from agents.webui import traces
+
+    service.generate(service.new_tab(), PROMPT, GenerateForm())
+    rows = traces.run_rows(service.settings.traces_dir)
+    agents = {row[1] for row in rows}
+    assert {"chat", "selection"} <= agents
+    key = next(row[0] for row in rows if row[1] == "selection")
+    events = traces.timeline(service.settings.traces_dir, key)
+    assert events[0][2] == "run_start" and events[-1][2] == "run_end"
+    with pytest.raises(WebUIError, match="no run chosen"):
+        traces.timeline(service.settings.traces_dir, "../etc")
+
+
+def test_a_crawl_stops_and_resumes(service, chat_template, tmp_path):
+    import shutil
+
+    from agents.webui.crawls import CrawlJob, crawl_request
+
+    loras = tmp_path / "webui" / "models" / "Lora"  # A1111's layout
+    loras.mkdir(parents=True)
+    for path in (chat_template.parent / "experts").glob("lora-*.safetensors"):
+        shutil.copy(path, loras / path.name)
+    files = len(list(loras.iterdir()))
+    settings = service.settings.model_copy(update={"data_dir": tmp_path / "data"})
+    request = crawl_request("local", "sd15", ["lora"], 50, 1, "10m", False, str(tmp_path / "webui"))
+    embedder = service.graph.embedder
+    stopped = CrawlJob(settings, request, embedder=embedder)
+    stopped.stop()  # pressed before its first node ends
+    stopped.start().join()
+    assert stopped.state == "stopped" and "resume" in stopped.log[-1]
+    resumed = CrawlJob(settings, request, embedder=embedder).start()
+    resumed.join()
+    assert resumed.state == "finished", resumed.log
+    assert len(resumed.report.registered) == files
+    assert resumed.progress().startswith("finished")
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (("local", "sd15", ["lora"], 5, 1, "1h", False, ""), "path of a model folder"),
+        (("demo", "sd15", ["lora"], 0, 1, "1h", False, ""), "max_experts"),
+        (("demo", "sd15", ["lora"], 5, 1, "soon", False, ""), "invalid crawl option"),
+        (("nowhere", "sd15", ["lora"], 5, 1, "1h", False, ""), "source"),
+    ],
+)
+def test_crawl_options_are_checked(args, match):
+    from agents.webui.crawls import crawl_request
+
+    with pytest.raises(WebUIError, match=match):
+        crawl_request(*args)
