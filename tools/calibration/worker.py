@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -20,7 +21,15 @@ from tools.generation.triggers import TriggerMode
 logger = logging.getLogger(__name__)
 
 
-GENERATOR_FIELDS = ("device", "dtype", "config_dir", "allow_pickle", "trigger_mode", "max_batch")
+GENERATOR_FIELDS = (
+    "device",
+    "dtype",
+    "config_dir",
+    "allow_pickle",
+    "trigger_mode",
+    "max_batch",
+    "noise_device",
+)
 
 
 class WorkerSpec(BaseModel):
@@ -35,6 +44,7 @@ class WorkerSpec(BaseModel):
     allow_pickle: bool = False
     trigger_mode: TriggerMode = "prepend"
     max_batch: int = 8
+    noise_device: Literal["cpu", "pipeline"] = "cpu"
     scorers: dict  # tools.settings.ScorerSettings as a dict
     sampling: SamplingSpec
     threads: int | None = None  # torch threads in the worker (None: torch's default)
