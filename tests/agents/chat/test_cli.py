@@ -9,7 +9,7 @@ from tests.agents.chat.conftest import trace_files
 from tools.tracing import read_trace
 
 SESSION = """\
-a portrait of a woman with red hair, anime style
+a portrait of a woman with red hair, anime style, watercolor
 more cinematic lighting
 drop the anime style
 use fewer experts
@@ -47,19 +47,19 @@ def test_scripted_session_refines_pins_bans_reseeds_and_saves(chat, tmp_path):
     assert {r["interpreter"] for r in turns.reports[4:]} == {"command"}
     prompts = [r["conversation"]["prompt"] for r in turns.reports]
     assert prompts[:3] == [
-        "a portrait of a woman with red hair, anime style",
-        "a portrait of a woman with red hair, anime style, cinematic lighting",
-        "a portrait of a woman with red hair, cinematic lighting",
+        "a portrait of a woman with red hair, anime style, watercolor",
+        "a portrait of a woman with red hair, anime style, watercolor, cinematic lighting",
+        "a portrait of a woman with red hair, watercolor, cinematic lighting",
     ]
     assert set(prompts[3:]) == {prompts[2]}
     assert [r["generated"] for r in turns.reports] == [True] * 4 + [False, True, True, True] + [
         False
     ] * 2
 
-    first, more, _, fewer, show, pin, ban, seed, save, _ = turns.reports
+    first, more, dropped, fewer, show, pin, ban, seed, save, _ = turns.reports
     assert "lora-cinematic" in loras(more) and "lora-cinematic" not in loras(first)
     assert loras(fewer) == ["lora-cinematic", "lora-red-hair"]
-    assert len(loras(fewer)) == len(loras(more)) - 1 == fewer["conversation"]["max_loras"]
+    assert len(loras(fewer)) == len(loras(dropped)) - 1 == fewer["conversation"]["max_loras"]
     assert {**show["conversation"], "turn": 4} == fewer["conversation"]  # /show changes nothing
     assert "lora-castle" in loras(pin) and len(loras(pin)) == fewer["conversation"]["max_loras"]
     # the bound keeps the pin and the best of the rest; a ban lets the next one in
