@@ -74,6 +74,28 @@ class AdapterModule:
                 f"(optional {sorted(_OPTIONAL[self.kind])}); missing {sorted(missing)}, "
                 f"unexpected {sorted(extra)}"
             )
+        problem = self._factor_problem()
+        if problem:
+            raise ValueError(f"{self.kind} module: {problem}")
+
+    def _factor_problem(self) -> str | None:
+        """Why the factors cannot make a delta (rank 0, mismatched ranks, bad alpha)."""
+        if self.alpha is not None and not math.isfinite(self.alpha):
+            return f"alpha is {self.alpha}"
+        f = {k: tuple(v.shape) for k, v in self.factors.items()}
+        pairs = {"lora": [("up", "down")], "loha": [("w1_a", "w1_b"), ("w2_a", "w2_b")]}
+        tucker = {"w1_a": "t1", "w2_a": "t2"}  # Tucker LoHa factors are laid out otherwise
+        for up, down in pairs.get(self.kind, []):
+            if tucker.get(up) in f:
+                continue
+            if len(f[up]) < 2 or len(f[down]) < 2:
+                return f"{up} {f[up]} and {down} {f[down]} must be matrices or conv kernels"
+            inner = f["mid"][:2] if "mid" in f and self.kind == "lora" else (f[down][0],) * 2
+            if f[down][0] == 0 or f[up][1] != inner[0] or inner[1] != f[down][0]:
+                return f"{up} {f[up]} and {down} {f[down]} do not share a positive rank"
+            if self.kind == "lora" and any(n != 1 for n in f[up][2:]):
+                return f"{up} {f[up]} must be a matrix or a 1x1 kernel"
+        return None
 
     @property
     def rank(self) -> int | None:

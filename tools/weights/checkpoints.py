@@ -68,7 +68,7 @@ class Checkpoint:
     def _index_folder(self) -> None:
         index = self.path / "model_index.json"
         names = (
-            [k for k in json.loads(index.read_text()) if not k.startswith("_")]
+            [k for k in _json_object(index) if not k.startswith("_")]
             if index.is_file()
             else [p.name for p in self.path.iterdir() if p.is_dir()]
         )
@@ -78,7 +78,7 @@ class Checkpoint:
                 continue
             config = folder / "config.json"
             if component not in self.configs and config.is_file():
-                self.configs[component] = json.loads(config.read_text())
+                self.configs[component] = _json_object(config)
             for file in sorted(folder.glob("*.safetensors")):
                 if not file.stem.startswith(_WEIGHT_NAMES):
                     continue
@@ -211,3 +211,21 @@ class Checkpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _json_object(path: Path) -> dict:
+    """A JSON object file of a diffusers folder; a clear error for anything else."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # JSON and UTF-8 errors
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise UnsupportedFormatError(
+            f"{path} is not readable JSON ({reason}); expected a diffusers pipeline folder. "
+            "Fix: re-download the folder"
+        ) from exc
+    if not isinstance(data, dict):
+        raise UnsupportedFormatError(
+            f"{path} holds a JSON {type(data).__name__}, expected an object; the diffusers "
+            "folder is broken. Fix: re-download the folder"
+        )
+    return data

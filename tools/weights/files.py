@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from tools.weights.errors import PickleRefusedError, UnsupportedFormatError, WeightsError
+from tools.weights.header import read_header, regular_file
 
 PICKLE_SUFFIXES = frozenset({".ckpt", ".pt", ".pth", ".bin"})
 DTYPE_NAMES = {
@@ -43,38 +44,19 @@ def is_pickle(path: Path) -> bool:
     return Path(path).suffix.lower() in PICKLE_SUFFIXES
 
 
-def read_header(path: Path) -> tuple[dict[str, dict], dict[str, str]]:
-    """The tensor entries (dtype, shape, offsets) and string metadata of a safetensors file."""
-    path = Path(path)
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(8)
-            if len(raw) < 8:
-                raise ValueError("file shorter than the 8-byte header length")
-            (size,) = struct.unpack("<Q", raw)
-            if size > 100 * 2**20 or size > path.stat().st_size:
-                raise ValueError(f"implausible header length {size}")
-            header = json.loads(handle.read(size))
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UnsupportedFormatError(
-            f"{path} is not a readable safetensors file ({exc}); expected a .safetensors file "
-            "as written by safetensors, kohya, diffusers or A1111. Fix: re-download the file"
-        ) from exc
-    metadata = header.pop("__metadata__", None) or {}
-    return header, {str(k): str(v) for k, v in metadata.items()}
-
-
 def load_tensors(path: Path, allow_pickle: bool = False) -> dict[str, Tensor]:
     """Every tensor of a weights file (safetensors; pickles only with ``allow_pickle``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+    path = regular_file(path)
     if is_pickle(path):
         return _load_pickle(path, allow_pickle)
     read_header(path)  # clear error for a broken file
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    return load_file(str(path))
+    try:
+        return load_file(str(path))
+    except SafetensorError as exc:  # what the header check cannot see
+        raise UnsupportedFormatError(f"{path} could not be read by safetensors: {exc}") from exc
 
 
 def _load_pickle(path: Path, allow_pickle: bool) -> dict[str, Tensor]:
@@ -135,14 +117,17 @@ class TensorSource:
         return key in self.shapes
 
     def get(self, key: str) -> Tensor:
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        if self._handle is None or self._read > self._remap:
-            self.close()
-            self._handle = safe_open(str(self.path), framework="pt")
-            self._read = 0
-        self._read += self._sizes[key]
-        return self._handle.get_tensor(key)
+        try:
+            if self._handle is None or self._read > self._remap:
+                self.close()
+                self._handle = safe_open(str(self.path), framework="pt")
+                self._read = 0
+            self._read += self._sizes[key]
+            return self._handle.get_tensor(key)
+        except SafetensorError as exc:  # e.g. the file changed since its header was read
+            raise UnsupportedFormatError(f"{self.path}: cannot read {key}: {exc}") from exc
 
     def close(self) -> None:
         self._handle = None

@@ -93,22 +93,32 @@ def read_adapter(
         return _read_cloneofsimo(state, metadata, family, targets, str(path))
     keys = list(state)
     source = str(path)
-    if family is None:
-        family = detect_lora_family(keys, {k: tuple(v.shape) for k, v in state.items()})
-    if kohya.is_bfl_flux(keys):
-        adapter = _read_bfl_flux(state, metadata, source, targets)
-    elif kohya.is_kohya(keys):
-        adapter = kohya.parse_kohya(state, metadata, family, source, unet_config, targets)
-    elif diffusers_lora.is_diffusers_lora(keys):
-        adapter = diffusers_lora.parse_diffusers(
-            state, metadata, family, source, peft_config, component, targets
-        )
-    else:
-        shown = ", ".join(keys[:5])
+    try:
+        if family is None:
+            family = detect_lora_family(keys, {k: tuple(v.shape) for k, v in state.items()})
+        if kohya.is_bfl_flux(keys):
+            adapter = _read_bfl_flux(state, metadata, source, targets)
+        elif kohya.is_kohya(keys):
+            adapter = kohya.parse_kohya(state, metadata, family, source, unet_config, targets)
+        elif diffusers_lora.is_diffusers_lora(keys):
+            adapter = diffusers_lora.parse_diffusers(
+                state, metadata, family, source, peft_config, component, targets
+            )
+        else:
+            shown = ", ".join(keys[:5])
+            raise UnsupportedFormatError(
+                f"{path} is not a LoRA-type file: its keys ({shown}, …) match no kohya, "
+                "LyCORIS, diffusers or PEFT layout. Fix: if it is a full checkpoint, use it "
+                "with --ckpt"
+            )
+    except WeightsError:
+        raise
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError, ZeroDivisionError) as exc:
+        reason = " ".join(str(exc).split())[:300]
         raise UnsupportedFormatError(
-            f"{path} is not a LoRA-type file: its keys ({shown}, …) match no kohya, LyCORIS, "
-            "diffusers or PEFT layout. Fix: if it is a full checkpoint, use it with --ckpt"
-        )
+            f"{path} has malformed LoRA tensors ({type(exc).__name__}: {reason}). Fix: "
+            "re-download the file, or re-save it with the tool that trained it"
+        ) from exc
     if targets is not None:
         check_targets(adapter, targets, f"the target model ({family.value})")
     return adapter
