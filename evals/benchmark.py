@@ -47,6 +47,7 @@ METRIC_LABELS = {
     "image_reward": "ImageReward",
     "hps_v21": "HPS v2.1",
     "pick_score": "PickScore",
+    "world_judge": "World judge",
 }
 
 

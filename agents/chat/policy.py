@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str], ...] = (
     ("/unpin ID [ID ...]", "undo a pin"),
     ("/unban ID [ID ...]", "undo a ban"),
     ("/seed [N]", "use seed N (default: the next seed), then regenerate"),
+    ("/redraw", "draw again as it is (after the web UI changed size, steps or coefficients)"),
     ("/loras [N]", "merge at most N LoRAs (no N: the selection decides), then regenerate"),
     (
         "/save [DIR | FILE.safetensors] [--merged]",
@@ -79,7 +80,7 @@ def parse_command(text: str) -> TurnDecision | None:
         return None
     name, _, rest = stripped[1:].partition(" ")
     name, rest = name.lower(), rest.strip()
-    simple = {"show": "show", "help": "help", "quit": "quit", "exit": "quit"}
+    simple = {"show": "show", "help": "help", "quit": "quit", "exit": "quit", "redraw": "redraw"}
     if name in simple:
         return TurnDecision(action=simple[name], reasoning="command")
     if name == "prompt":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -61,6 +61,13 @@ def crawl(
         int,
         typer.Option(min=1, max=2, help="demo catalogue revision (2: a new version, a removal)"),
     ] = 1,
+    catalogue: Annotated[
+        Literal["classic", "world"],
+        typer.Option(
+            help="demo platform catalogue: SD-style descriptions (classic, tiny random "
+            "weights) or the small world's trained experts (world)"
+        ),
+    ] = "classic",
     ref_prompts: Annotated[
         Path | None,
         typer.Option(help="reference prompts to add first (.txt lines or .jsonl 'prompt')"),
@@ -116,7 +123,7 @@ def crawl(
     with ExitStack() as stack:
         if request.source == "demo" and request.platform_url is None:
             request = request.model_copy(
-                update={"platform_url": _start_demo(settings, demo_revision, stack)}
+                update={"platform_url": _start_demo(settings, demo_revision, stack, catalogue)}
             )
         report = _run(request, settings, stack, fresh, as_json, ref_prompts)
     if as_json:
@@ -127,15 +134,21 @@ def crawl(
         _print_report(report)
 
 
-def _start_demo(settings, revision: int, stack) -> str:
+def _start_demo(settings, revision: int, stack, catalogue: str = "classic") -> str:
     from graph.console import err_console
     from tools.platforms.demo import DemoPlatform, demo_catalogue
 
-    platform = DemoPlatform(
-        settings.data_dir / "demo-platform",
-        catalogue=demo_catalogue(revision),
-        port=settings.platforms.demo_port,
-    )
+    if catalogue == "world":
+        from agents.demo.world import check_world, world_platform
+        from tools.world import WORLD_DIR
+
+        platform = world_platform(settings, check_world(WORLD_DIR))
+    else:
+        platform = DemoPlatform(
+            settings.data_dir / "demo-platform",
+            catalogue=demo_catalogue(revision),
+            port=settings.platforms.demo_port,
+        )
     try:
         stack.enter_context(platform)
     except OSError as exc:
@@ -143,9 +156,8 @@ def _start_demo(settings, revision: int, stack) -> str:
             f"cannot start the demo platform on port {settings.platforms.demo_port}: {exc}; set "
             "DIFFGRAPH_PLATFORMS__DEMO_PORT to a free port"
         ) from exc
-    err_console.print(
-        f"[yellow]DEMO DATA[/]: demo platform (revision {revision}) at {platform.url}"
-    )
+    what = "the small world's trained experts" if catalogue == "world" else f"revision {revision}"
+    err_console.print(f"[yellow]DEMO DATA[/]: demo platform ({what}) at {platform.url}")
     return platform.url
 
 

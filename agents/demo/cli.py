@@ -27,12 +27,23 @@ def demo(
     out: Annotated[Path, typer.Option(help="folder for images, recipes, gallery")] = Path(
         "out/demo"
     ),
+    classic: Annotated[
+        bool,
+        typer.Option(
+            "--classic", help="random tiny models and the SD-style catalogue, not the small world"
+        ),
+    ] = False,
 ) -> None:
-    """Run everything end to end on demo backends: crawl, planner, chat, benchmark."""
-    from agents.demo.run import run_demo
+    """Run everything end to end on the small trained world: crawl, planner, chat, benchmark."""
+    from agents.demo.run import DemoConfig, run_demo
 
     settings = ctx.obj
-    report = run_demo(settings, out, say=lambda text: console.print(text, highlight=False))
+    config = DemoConfig(world=None) if classic else DemoConfig()
+    if classic:
+        settings = settings.model_copy(update={"data_dir": settings.data_dir / "classic"})
+    report = run_demo(
+        settings, out, say=lambda text: console.print(text, highlight=False), config=config
+    )
     console.rule("DiffGraph demo finished")
     total = sum(report.seconds.values())
     console.print(f"stages (s): {report.seconds}  total {total:.0f} s")
@@ -45,6 +56,10 @@ def demo(
     console.print("[bold yellow]What ran on demo backends[/]")
     for part in report.demo_parts:
         console.print(f"  - {part}")
+    if config.world is not None:
+        from agents.demo.world import continue_commands
+
+        console.print(continue_commands(report.base_model), highlight=False, soft_wrap=True)
     console.print(REAL_USE, highlight=False, soft_wrap=True)
     from agents.webui.cli import serve_hint
 

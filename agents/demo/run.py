@@ -1,13 +1,17 @@
-"""The main job on embedded defaults: every part of DiffGraph, end to end, on demo backends.
+"""The main job on embedded defaults: every part of DiffGraph, end to end.
 
-1. save a tiny SD 1.5-architecture base model (random weights) as the demo base;
-2. pick reference prompts from real DiffusionDB prompts (k-means medoids of MiniLM);
+By default on the small trained world (:mod:`agents.demo.world`): trained base, experts,
+judge and CLIP. ``classic`` runs the random tiny models and the SD-style demo catalogue.
+
+1. the base model (the world's; classic: a tiny random SD 1.5-architecture model);
+2. reference prompts (world: one per expert attribute; classic: k-means medoids of real
+   DiffusionDB prompts);
 3. start the local demo platform and crawl it into the graph (Graph Construction Agent:
    homepages, skill summaries, downloads, calibration);
-4. train the Merging Planner briefly on the synthetic reward;
-5. run a scripted chat session on real DiffusionDB prompts (selection → planner → exact
-   merge → images, recipes, traces);
-6. benchmark the methods on a few prompts and write the HTML gallery.
+4. train the Merging Planner briefly;
+5. run a scripted chat session (selection → planner → exact merge → images, recipes,
+   traces);
+6. benchmark the methods on a few held-out prompts and write the HTML gallery.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from graph.errors import DiffGraphError
+from tools.world import WORLD_DIR
 
 if TYPE_CHECKING:
     from tools.settings import Settings
@@ -31,6 +36,7 @@ log = logging.getLogger(__name__)
 
 PROMPTS = Path(__file__).with_name("prompts.jsonl")
 CHAT_PROMPTS = (46, 87, 91)  # rows of prompts.jsonl the scripted session starts from
+TRAIN_PROMPT_SEED = 95_000  # the world's planner prompts (the benchmark's are held out)
 
 
 class DemoError(DiffGraphError):
@@ -46,6 +52,7 @@ class DemoConfig:
     planner_steps: int = 60
     benchmark_prompts: int = 3
     ablations: bool = True
+    world: Path | None = WORLD_DIR  # None: the classic demo on random tiny models
 
 
 @dataclass
@@ -64,14 +71,23 @@ class DemoReport:
     demo_parts: list[str] = field(default_factory=list)
 
 
-def demo_prompts() -> list[str]:
+def demo_prompts(config: DemoConfig | None = None) -> list[str]:
+    """Training and chat prompts: the world's held-out prompts, or real DiffusionDB ones."""
+    if (config or DemoConfig()).world is not None:
+        from tools.world.prompts import benchmark_prompts
+
+        return benchmark_prompts(96, seed=TRAIN_PROMPT_SEED)
     from graph.prompts import read_prompts
 
     return read_prompts(PROMPTS)
 
 
-def chat_script(prompts: list[str]) -> list[str]:
-    """A few turns a user might type: real prompts and refinements of them."""
+def chat_script(prompts: list[str], world: bool = False) -> list[str]:
+    """A few turns a user might type: prompts and refinements of them."""
+    if world:
+        from tools.world.prompts import chat_script as world_chat
+
+        return world_chat()
     first, second, third = (prompts[i] for i in CHAT_PROMPTS)
     return [
         first,
@@ -92,10 +108,16 @@ def run_demo(
     config: DemoConfig | None = None,
 ) -> DemoReport:
     """Run every stage; ``say`` reports progress (the CLI prints it)."""
-    prompts = demo_prompts()
-    settings = _demo_settings(settings)
+    config = config or DemoConfig()
+    prompts = demo_prompts(config)
+    if config.world is not None:
+        from agents.demo.world import check_world, world_settings
+
+        settings = world_settings(settings, check_world(config.world))
+    else:
+        settings = _demo_settings(settings)
     report = DemoReport(
-        config=config or DemoConfig(),
+        config=config,
         out_dir=Path(out_dir),
         data_dir=settings.data_dir,
         base_model=settings.base_model,
@@ -152,6 +174,9 @@ def _base_model(settings: Settings, prompts, report: DemoReport, say) -> None:
     from tools.platforms.demo.weights import BASE_SEED
     from tools.tiny import build_tiny_sd15, save_tiny_sd15
 
+    if report.config.world is not None:
+        say(f"  SMALL WORLD: trained base model at {settings.base_model} (not SD 1.5)")
+        return
     _scorers(settings, say)
     base = settings.base_model
     if base.is_dir():
@@ -189,11 +214,16 @@ def _reference_prompts(settings: Settings, prompts, report: DemoReport, say) -> 
         if len(graph.store.reference_prompts()) >= wanted:
             say(f"  {len(graph.store.reference_prompts())} reference prompts already in the graph")
             return
-        picked = pick_reference_prompts(prompts, wanted, graph.embedder)
+        if report.config.world is not None:
+            from tools.world.prompts import reference_prompts
+
+            picked = reference_prompts()[:wanted]
+            source = "one per style and background of the world's experts, and plain ones"
+        else:
+            picked = pick_reference_prompts(prompts, wanted, graph.embedder)
+            source = f"k-means medoids of {len(prompts)} DiffusionDB prompts"
         graph.add_reference_prompts(picked)
-    say(
-        f"  {len(picked)} reference prompts (k-means medoids of {len(prompts)} DiffusionDB prompts)"
-    )
+    say(f"  {len(picked)} reference prompts ({source})")
 
 
 def _crawl(settings: Settings, prompts, report: DemoReport, say) -> None:
@@ -204,14 +234,20 @@ def _crawl(settings: Settings, prompts, report: DemoReport, say) -> None:
     from tools.platforms.demo import DemoPlatform, demo_catalogue
 
     with ExitStack() as stack:
-        platform = stack.enter_context(
-            DemoPlatform(
-                settings.data_dir / "demo-platform",
-                catalogue=demo_catalogue(1),
-                port=settings.platforms.demo_port,
+        if report.config.world is not None:
+            from agents.demo.world import world_platform
+
+            platform = stack.enter_context(world_platform(settings, report.config.world))
+            say(f"  SMALL WORLD: local demo platform serving the trained experts at {platform.url}")
+        else:
+            platform = stack.enter_context(
+                DemoPlatform(
+                    settings.data_dir / "demo-platform",
+                    catalogue=demo_catalogue(1),
+                    port=settings.platforms.demo_port,
+                )
             )
-        )
-        say(f"  DEMO DATA: local demo platform at {platform.url}")
+            say(f"  DEMO DATA: local demo platform at {platform.url}")
         request = CrawlRequest(
             source="demo",
             base=BaseFamily.SD15,
@@ -255,13 +291,13 @@ def _train_planner(settings: Settings, prompts, report: DemoReport, say) -> None
             settings,
             graph,
             prompts,
-            env="graph",
+            env="graph" if report.config.world is None else "real",
             steps=report.config.planner_steps,
             path=path,
             resume=path.is_file(),
         )
     report.planner = {"checkpoint": str(path), "step": state.step, "env": state.env}
-    say(f"  planner trained to step {state.step} on the synthetic reward over this graph: {path}")
+    say(f"  planner trained to step {state.step} on the graph's reward: {path}")
 
 
 def _chat(settings: Settings, prompts, report: DemoReport, say) -> None:
@@ -271,9 +307,11 @@ def _chat(settings: Settings, prompts, report: DemoReport, say) -> None:
 
     pipeline = build_context(settings)
     try:
-        chat = make_context(pipeline, report.out_dir / "chat", GenerateOptions(width=64, height=64))
+        side = None if report.config.world is not None else 64  # the world: its native 32
+        options = GenerateOptions(width=side, height=side)
+        chat = make_context(pipeline, report.out_dir / "chat", options)
         with open_session(threads_path(settings), chat) as session:
-            for message in chat_script(prompts):
+            for message in chat_script(prompts, world=report.config.world is not None):
                 turn = session.turn(message)
                 report.turns.append(json.loads(turn.model_dump_json()))
                 say(f"  > {message[:70]}")
@@ -301,12 +339,21 @@ def _benchmark(settings: Settings, prompts, report: DemoReport, say) -> None:
     out = report.out_dir / "benchmark"
     prompt_file = out / "prompts.txt"
     out.mkdir(parents=True, exist_ok=True)
-    prompt_file.write_text("\n".join(prompts[-report.config.benchmark_prompts :]) + "\n")
-    env = {
-        **os.environ,
-        "DIFFGRAPH_DATA_DIR": str(settings.data_dir),
-        "DIFFGRAPH_BASE_MODEL": str(settings.base_model),
-    }
+    n = report.config.benchmark_prompts
+    if report.config.world is not None:
+        from agents.demo.world import STEPS, world_env
+        from tools.world.prompts import benchmark_prompts
+
+        chosen, env, scoring = benchmark_prompts(n), world_env(settings), []
+        steps, size = STEPS, "32x32"
+    else:
+        chosen = prompts[-n:]
+        env = {
+            "DIFFGRAPH_DATA_DIR": str(settings.data_dir),
+            "DIFFGRAPH_BASE_MODEL": str(settings.base_model),
+        }
+        scoring, steps, size = ["--demo-scorers"], 8, "64x64"
+    prompt_file.write_text("\n".join(chosen) + "\n")
     command = [
         sys.executable,
         "-c",
@@ -317,16 +364,18 @@ def _benchmark(settings: Settings, prompts, report: DemoReport, say) -> None:
         str(prompt_file),
         "--out",
         str(out),
-        "--demo-scorers",
+        *scoring,
         "--size",
-        "64x64",
+        size,
         "--steps",
-        "8",
+        str(steps),
         "--json",
     ]
     if report.config.ablations:
         command += ["--ablations", "all", "--train-steps", str(report.config.planner_steps // 2)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        command, env={**os.environ, **env}, capture_output=True, text=True, check=False
+    )
     if done.returncode != 0:
         raise DemoError(f"the benchmark stage failed: {done.stderr.strip()[-2000:]}")
     files = json.loads(done.stdout)["files"]
@@ -335,6 +384,14 @@ def _benchmark(settings: Settings, prompts, report: DemoReport, say) -> None:
 
 
 def _demo_parts(settings: Settings, report: DemoReport) -> list[str]:
+    if report.config.world is not None:
+        from agents.demo.world import PARTS
+
+        parts = list(PARTS)
+        parts.append("planner: trained briefly on the graph's reward (calibration scores)")
+        if not settings.llm.configured:
+            parts.append("agents: no LLM configured, so the deterministic no-LLM policy ran")
+        return parts
     parts = [
         "base model: tiny SD 1.5-architecture pipeline with random weights (images are noise)",
         "experts: the DEMO DATA catalogue of the local demo platform (tiny random weights)",

@@ -18,8 +18,8 @@ def test_catalogue_has_the_experts_the_issue_asks_for():
     assert len({s.adapter.rank for s in EXPERTS if s.adapter and s.adapter.format == "lora"}) >= 3
     assert {s.trap for s in EXPERTS} >= {"weak-duplicate", "overtrained", "oversold"}
     assert [m.id for m in models] == list(range(FIRST_WORLD_ID, FIRST_WORLD_ID + len(models)))
-    assert all(m.notice == WORLD_NOTICE and m.trigger_words or m.type == "Checkpoint"
-               for m in models)  # fmt: skip
+    assert all(m.notice == WORLD_NOTICE for m in models)
+    assert all(m.trigger_words for m in models if m.type == "LORA")
     versioned = [m for m in models if len(m.versions) > 1]
     assert [m.slug for m in versioned] == ["stripe-field"]
     assert versioned[0].versions[0].name == "v2.0"  # newest first

@@ -70,9 +70,10 @@ def test_compositional_prompts_cover_every_pair_and_are_never_trained_on():
 
 def test_prompt_sets_are_fixed_and_ask_for_what_they_should():
     refs = reference_prompts()
-    assert refs == reference_prompts() and len(refs) == len(EXPERT_STYLES) + len(
-        EXPERT_BACKGROUNDS
-    ) + 2
+    assert (
+        refs == reference_prompts()
+        and len(refs) == len(EXPERT_STYLES) + len(EXPERT_BACKGROUNDS) + 2
+    )
     asked = [parse_prompt(p) for p in refs]
     assert {a.get("style") for a in asked} >= set(EXPERT_STYLES)
     assert {a.get("background") for a in asked} >= set(EXPERT_BACKGROUNDS)

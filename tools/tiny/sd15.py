@@ -81,23 +81,25 @@ def text_encoder_config(words: tuple[str, ...] | None = None):
 
 def build_tiny_sd15(seed: int = 0):
     """A ``StableDiffusionPipeline`` of the tiny SD 1.5 architecture, deterministic in ``seed``."""
-    from diffusers import (
-        AutoencoderKL,
-        DDIMScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**UNET_CONFIG)
     vae = AutoencoderKL(**VAE_CONFIG)
     text_encoder = CLIPTextModel(text_encoder_config())
+    return assemble_sd15(unet, vae, text_encoder, build_tiny_tokenizer())
+
+
+def assemble_sd15(unet, vae, text_encoder, tokenizer):
+    """A ``StableDiffusionPipeline`` of the given components with SD 1.5's DDIM sampler."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
     pipe = StableDiffusionPipeline(
         unet=unet.eval(),
         vae=vae.eval(),
         text_encoder=text_encoder.eval(),
-        tokenizer=build_tiny_tokenizer(),
+        tokenizer=tokenizer,
         scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
         safety_checker=None,
         feature_extractor=None,

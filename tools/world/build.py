@@ -36,7 +36,8 @@ class BuildConfig:
     """Step counts of each stage (defaults: the shipped world)."""
 
     vae_steps: int = 1600
-    base_steps: int = 1200
+    base_steps: int = 900
+    base_refine_steps: int = 500  # second stage: new images, lr 3e-4
     judge_steps: int = 600
     clip_steps: int = 800
     expert_scale: float = 0.4  # multiplies every expert's steps (sized for 2 CPU cores)
@@ -108,10 +109,19 @@ class WorldBuild:
         unet, text_encoder = new_unet(SEED), new_text_encoder(SEED)
         if self._load_module(unet, "unet") and self._load_module(text_encoder, "text_encoder"):
             return Base(unet, vae, text_encoder)
-        resume = self._resume("base")
+        stage1 = new_unet(SEED)
+        if self._load_module(stage1, "unet_stage1") is None:
+            resume = self._resume("base")
+            stage1 = train_base(
+                vae, self.config.base_steps, SEED, resume, self.config.n_images, self.progress
+            ).unet
+            self._save_module(stage1, "unet_stage1")
+            resume.clear()
+        resume = self._resume("base-refine")
         base = train_base(
-            vae, self.config.base_steps, SEED, resume, self.config.n_images, self.progress
-        )
+            vae, self.config.base_refine_steps, SEED + 10, resume, self.config.n_images,
+            self.progress, init=stage1.state_dict(), lr=3e-4, task="base refine",
+        )  # fmt: skip
         self._save_module(base.text_encoder, "text_encoder")
         self._save_module(base.unet, "unet")
         resume.clear()

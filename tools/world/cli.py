@@ -63,6 +63,9 @@ def build(
 def evaluate(
     world: Annotated[Path | None, typer.Option(help="world folder (default: shipped)")] = None,
     seeds: Annotated[int, typer.Option(min=1, help="seeds per base prompt")] = 8,
+    expert_prompts: Annotated[
+        int, typer.Option(min=1, help="prompts per expert (asked and unasked), 2 seeds each")
+    ] = 24,
     grid: Annotated[Path, typer.Option(help="picture grid PNG")] = Path("out/world/grid.png"),
     json_out: Annotated[Path | None, typer.Option("--json", help="write figures here")] = None,
 ) -> None:
@@ -74,7 +77,9 @@ def evaluate(
     folder = world or WORLD_DIR
     bar, report = _progress()
     with bar:
-        figures = evaluate_world(folder, seeds=seeds, progress=report)
+        figures = evaluate_world(
+            folder, seeds=seeds, expert_prompts=expert_prompts, progress=report
+        )
     path = json_out or folder / "figures.json"
     path.write_text(json.dumps(figures, indent=1))
     console.print(figures_markdown(figures), soft_wrap=True, highlight=False)

@@ -70,17 +70,6 @@ def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
 
 def assemble_pipeline(unet, vae, text_encoder):
     """A ``StableDiffusionPipeline`` of the given components (DDIM sampler, world tokenizer)."""
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from tools.tiny.sd15 import assemble_sd15
 
-    pipe = StableDiffusionPipeline(
-        unet=unet.eval(),
-        vae=vae.eval(),
-        text_encoder=text_encoder.eval(),
-        tokenizer=world_tokenizer(),
-        scheduler=DDIMScheduler(**SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return assemble_sd15(unet, vae, text_encoder, world_tokenizer())

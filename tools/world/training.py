@@ -45,18 +45,23 @@ def text_contexts(text_encoder, captions: list[str]) -> tuple[torch.Tensor, torc
 
 def train_base(
     vae, steps: int, seed: int, resume: Resume, n_images: int = 24_000,
-    progress: Progress = no_progress,
+    progress: Progress = no_progress, init: dict[str, torch.Tensor] | None = None,
+    lr: float = 1e-3, task: str = "base unet",
 ) -> Base:  # fmt: skip
-    """The UNet trained on the plain domain (EMA weights); the text encoder stays frozen."""
+    """The UNet trained on the plain domain (EMA weights); the text encoder stays frozen
+    at its seeded initialisation (``SEED`` of the build). ``init``: UNet weights to continue
+    from (a second stage with its own data seed and learning rate)."""
     data = make_set([BASE_DOMAIN], n_images, seed)
     latents = encode_latents(vae, data.images)
-    unet, text_encoder = new_unet(seed).train(), new_text_encoder(seed).eval()
+    unet, text_encoder = new_unet(0).train(), new_text_encoder(0).eval()
+    if init is not None:
+        unet.load_state_dict(init)
     contexts, empty = text_contexts(text_encoder, data.captions)
     trainable = dict(unet.named_parameters())
     final = train_denoiser(
         unet=unet, latents=latents, contexts=contexts, empty_context=empty,
-        trainable=trainable, steps=steps, lr=1e-3, seed=seed, resume=resume, batch=64,
-        ema=True, task="base unet", progress=progress,
+        trainable=trainable, steps=steps, lr=lr, seed=seed, resume=resume, batch=64,
+        ema=True, task=task, progress=progress,
     )  # fmt: skip
     with torch.no_grad():
         for k, p in trainable.items():

@@ -8,13 +8,25 @@ from agents.demo.run import DemoConfig, chat_script, demo_prompts, run_demo
 from tools.settings import Settings
 
 SMALL = DemoConfig(
-    reference_prompts=3, max_experts=6, planner_steps=4, benchmark_prompts=1, ablations=False
+    reference_prompts=3,
+    max_experts=6,
+    planner_steps=4,
+    benchmark_prompts=1,
+    ablations=False,
+    world=None,
+)
+SMALL_WORLD = DemoConfig(
+    reference_prompts=4, max_experts=5, planner_steps=2, benchmark_prompts=1, ablations=False
 )
 
 
-def test_every_stage_runs_on_demo_backends(tmp_path, monkeypatch):
+def _no_llm(monkeypatch):
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)
+
+
+def test_every_stage_runs_on_demo_backends(tmp_path, monkeypatch):
+    _no_llm(monkeypatch)
     settings = Settings(data_dir=tmp_path / "data")
     settings.platforms.demo_port = 0
     said: list[str] = []
@@ -33,7 +45,7 @@ def test_every_stage_runs_on_demo_backends(tmp_path, monkeypatch):
     assert report.crawl["calibration_edges"] > 0 and report.crawl["no_llm_summaries"] > 0
     assert report.planner["step"] == SMALL.planner_steps
 
-    assert [t["request"] for t in report.turns] == chat_script(demo_prompts())
+    assert [t["request"] for t in report.turns] == chat_script(demo_prompts(SMALL))
     assert any(t["generated"] for t in report.turns)
     merged = [line for line in said if line.startswith("    merged: ")]
     assert len(merged) == sum(t["generated"] for t in report.turns)
@@ -48,3 +60,25 @@ def test_every_stage_runs_on_demo_backends(tmp_path, monkeypatch):
     assert saved["config"]["max_experts"] == SMALL.max_experts
     traces = list((settings.data_dir / "traces").rglob("*.jsonl"))
     assert {t.parent.name for t in traces} >= {"construction", "selection", "generate", "chat"}
+
+
+def test_the_default_demo_runs_on_the_small_trained_world(tmp_path, monkeypatch):
+    from tools.world import WORLD_DIR
+
+    _no_llm(monkeypatch)
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.platforms.demo_port = 0
+    said: list[str] = []
+    report = run_demo(settings, tmp_path / "out", say=said.append, config=SMALL_WORLD)
+
+    assert report.base_model == WORLD_DIR / "base"
+    assert any("SMALL WORLD" in line for line in said)
+    assert report.crawl["registered"] == SMALL_WORLD.max_experts
+    assert report.crawl["calibration_edges"] > 0
+    assert report.planner["env"] == "real"
+    assert [t["request"] for t in report.turns] == chat_script([], world=True)
+    assert any(t["generated"] for t in report.turns)
+    table = (tmp_path / "out" / "benchmark" / "benchmark.md").read_text()
+    assert "DEMO RUN" not in table and "World judge" in table
+    assert any("not SD 1.5" in part for part in report.demo_parts)
+    assert not any("random weights" in part for part in report.demo_parts)
