@@ -112,5 +112,11 @@ def real_env(
         scorers,
         lambda scores: combine(scores, scoring.reward_weights, scoring.normalization),
         fixed_selector(experts) if experts else selection_selector(settings, graph),
-        {"steps": gen.steps, "guidance": gen.guidance, "negative_prompt": gen.negative_prompt},
+        {
+            "steps": gen.steps,
+            "guidance": gen.guidance,
+            "negative_prompt": gen.negative_prompt,
+            "width": gen.size,
+            "height": gen.size,
+        },
     )

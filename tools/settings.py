@@ -161,6 +161,9 @@ class GenerationSettings(BaseModel):
     )
     steps: int = Field(30, ge=1, le=500)
     guidance: float = Field(7.5, ge=0.0, le=50.0)
+    size: int | None = Field(
+        None, ge=16, le=4096, description="image side of planner training; default: native"
+    )
     negative_prompt: str = ""
 
 
@@ -198,7 +201,7 @@ class CalibrationSettings(BaseModel):
     seed: int = Field(0, ge=0)
     steps: int = Field(25, ge=1, le=500)
     guidance: float = Field(7.5, ge=0.0, le=50.0)
-    size: int | None = Field(None, ge=64, le=4096, description="image side; default: native")
+    size: int | None = Field(None, ge=16, le=4096, description="image side; default: native")
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = Field(None, description="Ray cluster; default: start locally")
     ray_workers: int | None = Field(None, ge=1, description="actors; default: GPUs or 1")

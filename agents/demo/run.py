@@ -307,7 +307,7 @@ def _chat(settings: Settings, prompts, report: DemoReport, say) -> None:
 
     pipeline = build_context(settings)
     try:
-        side = None if report.config.world is not None else 64  # the world: its native 32
+        side = 32 if report.config.world is not None else 64
         options = GenerateOptions(width=side, height=side)
         chat = make_context(pipeline, report.out_dir / "chat", options)
         with open_session(threads_path(settings), chat) as session:

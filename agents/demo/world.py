@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tools.platforms.demo import DemoPlatform
     from tools.settings import Settings
 
+SIDE = 32  # the world's image side (SD 1.5's nominal 512 would be a 16× larger latent)
 STEPS = 20  # the world's sampler settings (tools/world/evaluate.py measures with them)
 GUIDANCE = 5.0
 METRICS = ["world_judge", "clip_score"]
@@ -50,11 +51,13 @@ def world_settings(settings: Settings, world: Path) -> Settings:
             "images_per_prompt": 1,
             "steps": STEPS,
             "guidance": GUIDANCE,
-            "size": None,  # native: the world's 32×32
+            "size": SIDE,
             "executor": "local",
         }
     )
-    generation = settings.generation.model_copy(update={"steps": STEPS, "guidance": GUIDANCE})
+    generation = settings.generation.model_copy(
+        update={"steps": STEPS, "guidance": GUIDANCE, "size": SIDE}
+    )
     scorers = settings.scorers.model_copy(
         update={
             "world_judge": world / "judge.safetensors",
@@ -86,6 +89,7 @@ def world_env(settings: Settings) -> dict[str, str]:
         "DIFFGRAPH_SCORERS__REWARD_WEIGHTS": json.dumps(settings.scorers.reward_weights),
         "DIFFGRAPH_GENERATION__GUIDANCE": str(GUIDANCE),
         "DIFFGRAPH_GENERATION__STEPS": str(STEPS),
+        "DIFFGRAPH_GENERATION__SIZE": str(SIDE),
     }
 
 

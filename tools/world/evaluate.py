@@ -62,8 +62,9 @@ def generate(generator, prompts: Sequence[str], seeds: int, plan=None) -> torch.
     from tools.generation.request import GenerationRequest
 
     request = GenerationRequest(
-        prompts=list(prompts), images_per_prompt=seeds, steps=STEPS, guidance=GUIDANCE, seed=0
-    )
+        prompts=list(prompts), images_per_prompt=seeds, steps=STEPS, guidance=GUIDANCE, seed=0,
+        width=IMAGE_SIZE, height=IMAGE_SIZE,
+    )  # fmt: skip
     return generator.generate(request, plan).images
 
 
