@@ -292,12 +292,21 @@ def _train_planner(settings: Settings, prompts, report: DemoReport, say) -> None
             graph,
             prompts,
             env="graph" if report.config.world is None else "real",
+            experts=_world_pool(graph) if report.config.world is not None else None,
             steps=report.config.planner_steps,
             path=path,
             resume=path.is_file(),
         )
     report.planner = {"checkpoint": str(path), "step": state.step, "env": state.env}
     say(f"  planner trained to step {state.step} on the graph's reward: {path}")
+
+
+def _world_pool(graph) -> list[str]:
+    """Every active expert: in the world each training prompt plans over all of them (the
+    planner learns which to weight up), so no prompt is left without experts."""
+    from graph.records import ExpertStatus
+
+    return [e.id for e in graph.store.experts(status=ExpertStatus.ACTIVE)]
 
 
 def _chat(settings: Settings, prompts, report: DemoReport, say) -> None:
