@@ -32,6 +32,15 @@ def world_clip_config():
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=PROJECTION_DIM)
 
 
+def clip_features(model, pixels: torch.Tensor, ids: torch.Tensor):
+    """Unit image and text embeddings of float images in [0, 1] and their token ids."""
+    image = model.get_image_features(pixel_values=clip_preprocess(pixels, IMAGE_SIZE))
+    text = model.get_text_features(input_ids=ids)
+    image = F.normalize(getattr(image, "pooler_output", image), dim=-1)
+    text = F.normalize(getattr(text, "pooler_output", text), dim=-1)
+    return image, text
+
+
 def train_clip(
     steps: int,
     seed: int,
@@ -61,10 +70,7 @@ def train_clip(
         start = snap["step"]
     for step in range(start, steps):
         idx = torch.randint(0, len(ids), (batch,), generator=g)
-        image = model.get_image_features(pixel_values=clip_preprocess(pixels[idx], IMAGE_SIZE))
-        text = model.get_text_features(input_ids=ids[idx])
-        image = F.normalize(getattr(image, "pooler_output", image), dim=-1)
-        text = F.normalize(getattr(text, "pooler_output", text), dim=-1)
+        image, text = clip_features(model, pixels[idx], ids[idx])
         logits = model.logit_scale.exp().clamp(max=100) * image @ text.T
         target = torch.arange(batch)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2

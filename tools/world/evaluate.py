@@ -101,21 +101,17 @@ def instrument_figures(world: Path, n: int = 1600) -> dict:
 @torch.no_grad()
 def _clip_retrieval(world: Path, images: np.ndarray, captions: list[str]) -> float:
     """How often an image's own caption is the closest of 64 (the world CLIP)."""
-    import torch.nn.functional as F
     from transformers import CLIPModel
 
-    from tools.scorers.preprocess import clip_preprocess
+    from tools.world.clip_train import clip_features
     from tools.world.models import tokenize, world_tokenizer
 
     model = CLIPModel.from_pretrained(world / "clip").float().eval()
     pixels = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
     hits = []
     for i in range(0, len(captions) - 63, 64):
-        batch = clip_preprocess(pixels[i : i + 64], IMAGE_SIZE)
-        image = model.get_image_features(pixel_values=batch)
-        text = model.get_text_features(input_ids=tokenize(world_tokenizer(), captions[i : i + 64]))
-        image = F.normalize(getattr(image, "pooler_output", image), dim=-1)
-        text = F.normalize(getattr(text, "pooler_output", text), dim=-1)
+        ids = tokenize(world_tokenizer(), captions[i : i + 64])
+        image, text = clip_features(model, pixels[i : i + 64], ids)
         hits.append((image @ text.T).argmax(-1).eq(torch.arange(64)).float().mean())
     return float(torch.stack(hits).mean())
 
