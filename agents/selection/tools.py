@@ -310,11 +310,18 @@ def need_evidence(
     avoid_vectors: list[np.ndarray],
     prompt_vector: np.ndarray | None,
 ) -> NeedEvidence:
-    """What the need-aware filter weighs for these candidates (policy.NeedEvidence)."""
+    """What the need-aware filter weighs for these candidates (policy.NeedEvidence).
+
+    With ``selection.retriever`` ``autolora`` a LoRA is weighed by its weight embedding
+    (the vector it was found by), not by its description; ``both`` weighs descriptions.
+    """
 
     def gather() -> NeedEvidence:
         ids = list(dict.fromkeys(c.id for c in candidates))
         vectors = vectors_of(ctx, ids)
+        if ctx.settings.retriever == "autolora" and ctx.lora_retriever is not None:
+            loras = [c.id for c in candidates if c.kind is ExpertKind.PEFT]
+            vectors |= ctx.lora_retriever.vectors(list(dict.fromkeys(loras)))
         dim = next(iter(vectors.values())).shape[0] if vectors else 0
         return NeedEvidence(
             phrases=phrases,
