@@ -1,7 +1,7 @@
 """``diffgraph world build``: the whole world from nothing, deterministic and resumable.
 
 Stages (each skipped when its output exists, long ones resume from snapshots):
-VAE → base UNet + text encoder → judge → CLIP → every expert version → export.
+VAE → base UNet + text encoder (trained together) → judge → CLIP → every expert version → export.
 Training copies (float32) live in the work folder; the export writes the shipped files
 (fp16 safetensors) into the world folder with a manifest of hashes.
 """
@@ -109,18 +109,22 @@ class WorldBuild:
         unet, text_encoder = new_unet(SEED), new_text_encoder(SEED)
         if self._load_module(unet, "unet") and self._load_module(text_encoder, "text_encoder"):
             return Base(unet, vae, text_encoder)
-        stage1 = new_unet(SEED)
-        if self._load_module(stage1, "unet_stage1") is None:
+        stage1 = Base(new_unet(SEED), vae, new_text_encoder(SEED))
+        if (
+            self._load_module(stage1.unet, "unet_stage1") is None
+            or self._load_module(stage1.text_encoder, "text_encoder_stage1") is None
+        ):
             resume = self._resume("base")
             stage1 = train_base(
                 vae, self.config.base_steps, SEED, resume, self.config.n_images, self.progress
-            ).unet
-            self._save_module(stage1, "unet_stage1")
+            )
+            self._save_module(stage1.unet, "unet_stage1")
+            self._save_module(stage1.text_encoder, "text_encoder_stage1")
             resume.clear()
         resume = self._resume("base-refine")
         base = train_base(
             vae, self.config.base_refine_steps, SEED + 10, resume, self.config.n_images,
-            self.progress, init=stage1.state_dict(), lr=3e-4, task="base refine",
+            self.progress, init=stage1, lr=3e-4, task="base refine",
         )  # fmt: skip
         self._save_module(base.text_encoder, "text_encoder")
         self._save_module(base.unet, "unet")

@@ -1,13 +1,17 @@
 """Denoising training of the world's UNet: the base, full fine-tunes and adapters.
 
 One loop serves all three: ε-prediction on SD 1.5's noise schedule over precomputed VAE
-latents and text-encoder outputs (the encoder is frozen), 10 % caption dropout (so
-classifier-free guidance works), resumable snapshots.
+latents, 10 % caption dropout (so classifier-free guidance works), resumable snapshots.
+Captions come as cached text-encoder outputs (experts: the base's encoder is frozen) or as
+token ids through an encoder that trains with the UNet (the base). The base weighs each
+step's ε loss by ``(1 + SNR) / SNR`` (capped): the loss of v-prediction, which gives the
+noisy steps — where the text decides colour and shape — their share of the gradient.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -34,12 +38,55 @@ class EMA:
             self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)
 
 
+@dataclass
+class CachedCaptions:
+    """Text-encoder outputs computed once (a frozen encoder): ``N × 77 × d`` and the empty
+    prompt's ``77 × d``."""
+
+    contexts: torch.Tensor
+    empty: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.contexts)
+
+    def batch(self, idx: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        context = self.contexts[idx].clone()
+        context[drop] = self.empty
+        return context
+
+
+@dataclass
+class EncodedCaptions:
+    """Token ids encoded each step by a text encoder that trains with the UNet."""
+
+    text_encoder: nn.Module
+    ids: torch.Tensor  # N × 77
+    empty_ids: torch.Tensor  # 77
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, idx: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        ids = self.ids[idx].clone()
+        ids[drop] = self.empty_ids
+        return self.text_encoder(ids)[0]
+
+
+Captions = CachedCaptions | EncodedCaptions
+
+
+def v_weights(alphas: torch.Tensor, t: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-sample weights ``min((1 + SNR) / SNR, cap)`` of the ε loss, normalised to mean 1."""
+    snr = alphas[t] / (1 - alphas[t])
+    w = ((1 + snr) / snr).clamp(max=cap)
+    return w / w.mean()
+
+
 def train_denoiser(
     *,
     unet: nn.Module,
     latents: torch.Tensor,
-    contexts: torch.Tensor,
-    empty_context: torch.Tensor,
+    captions: Captions,
     trainable: dict[str, nn.Parameter],
     steps: int,
     lr: float,
@@ -48,13 +95,16 @@ def train_denoiser(
     batch: int = 64,
     weights: Callable[[], dict[str, torch.Tensor]] | None = None,
     ema: bool = False,
+    snr_cap: float | None = None,
     task: str = "unet",
     progress: Progress = no_progress,
 ) -> dict[str, torch.Tensor]:
     """Train ``trainable`` to predict noise; returns the final (or EMA) trainable tensors.
 
     ``weights`` (adapters) gives UNet weights to substitute each step through
-    ``torch.func.functional_call``; without it the UNet's own parameters train.
+    ``torch.func.functional_call``; without it the UNet's own parameters train (with an
+    :class:`EncodedCaptions` encoder's, when ``trainable`` holds them). ``snr_cap``: weigh
+    the loss by :func:`v_weights` with this cap (None: the plain ε loss).
     """
     scheduler = noise_scheduler()
     alphas = scheduler.alphas_cumprod
@@ -85,9 +135,8 @@ def train_denoiser(
     for step in range(start, steps):
         idx = torch.randint(0, len(latents), (batch,), generator=g)
         x0 = latents[idx]
-        context = contexts[idx].clone()
         drop = torch.rand(batch, generator=g) < CAPTION_DROPOUT
-        context[drop] = empty_context
+        context = captions.batch(idx, drop)
         noise = torch.randn(x0.shape, generator=g)
         t = torch.randint(0, len(alphas), (batch,), generator=g)
         a = alphas[t].sqrt().view(-1, 1, 1, 1)
@@ -97,7 +146,10 @@ def train_denoiser(
             pred = unet(noisy, t, context).sample
         else:
             pred = torch.func.functional_call(unet, weights(), (noisy, t, context)).sample
-        loss = (pred - noise).pow(2).mean()
+        if snr_cap is None:
+            loss = (pred - noise).pow(2).mean()
+        else:
+            loss = ((pred - noise).pow(2).mean((1, 2, 3)) * v_weights(alphas, t, snr_cap)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -11,7 +11,7 @@ import torch
 
 from tools.world.adapters import TrainableAdapter
 from tools.world.data import BASE_DOMAIN, make_set
-from tools.world.diffusion import train_denoiser
+from tools.world.diffusion import CachedCaptions, EncodedCaptions, train_denoiser
 from tools.world.experts import ExpertSpec
 from tools.world.models import (
     WORLD_MARK,
@@ -34,34 +34,43 @@ class Base:
     text_encoder: torch.nn.Module
 
 
+BASE_SNR_CAP = 20.0  # the base's loss weighting (diffusion.v_weights)
+
+
 @torch.no_grad()
-def text_contexts(text_encoder, captions: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def text_contexts(text_encoder, captions: list[str]) -> CachedCaptions:
     """The frozen text encoder's outputs for ``captions`` and for the empty prompt."""
-    tokenizer = world_tokenizer()
-    ids = tokenize(tokenizer, [*captions, ""])
+    ids = tokenize(world_tokenizer(), [*captions, ""])
     out = torch.cat([text_encoder(ids[i : i + 512])[0] for i in range(0, len(ids), 512)])
-    return out[:-1], out[-1]
+    return CachedCaptions(out[:-1], out[-1])
 
 
 def train_base(
     vae, steps: int, seed: int, resume: Resume, n_images: int = 24_000,
-    progress: Progress = no_progress, init: dict[str, torch.Tensor] | None = None,
+    progress: Progress = no_progress, init: Base | None = None,
     lr: float = 1e-3, task: str = "base unet",
 ) -> Base:  # fmt: skip
-    """The UNet trained on the plain domain (EMA weights); the text encoder stays frozen
-    at its seeded initialisation (``SEED`` of the build). ``init``: UNet weights to continue
-    from (a second stage with its own data seed and learning rate)."""
+    """The UNet and the text encoder trained together on the plain domain (EMA weights),
+    from their seeded initialisation or from ``init`` (a second stage with its own data
+    seed and learning rate)."""
     data = make_set([BASE_DOMAIN], n_images, seed)
     latents = encode_latents(vae, data.images)
-    unet, text_encoder = new_unet(0).train(), new_text_encoder(0).eval()
+    unet, text_encoder = new_unet(0).train(), new_text_encoder(0).train()
     if init is not None:
-        unet.load_state_dict(init)
-    contexts, empty = text_contexts(text_encoder, data.captions)
-    trainable = dict(unet.named_parameters())
+        unet.load_state_dict(init.unet.state_dict())
+        text_encoder.load_state_dict(init.text_encoder.state_dict())
+    tokenizer = world_tokenizer()
+    captions = EncodedCaptions(
+        text_encoder, tokenize(tokenizer, data.captions), tokenize(tokenizer, [""])[0]
+    )
+    trainable = {
+        **{f"unet.{k}": p for k, p in unet.named_parameters()},
+        **{f"text_encoder.{k}": p for k, p in text_encoder.named_parameters()},
+    }
     final = train_denoiser(
-        unet=unet, latents=latents, contexts=contexts, empty_context=empty,
-        trainable=trainable, steps=steps, lr=lr, seed=seed, resume=resume, batch=64,
-        ema=True, task=task, progress=progress,
+        unet=unet, latents=latents, captions=captions, trainable=trainable, steps=steps,
+        lr=lr, seed=seed, resume=resume, batch=64, ema=True, snr_cap=BASE_SNR_CAP, task=task,
+        progress=progress,
     )  # fmt: skip
     with torch.no_grad():
         for k, p in trainable.items():
@@ -97,7 +106,7 @@ def train_expert(
 
     data = make_set([spec.domain], spec.n_images, spec.seed)
     latents = encode_latents(base.vae, data.images)
-    contexts, empty = text_contexts(base.text_encoder, data.captions)
+    captions = text_contexts(base.text_encoder, data.captions)
     tmp = path.with_name(f".{path.stem}.tmp.safetensors")
     task = f"{spec.slug} {spec.version}"
     if spec.kind == "lora":
@@ -106,9 +115,9 @@ def train_expert(
         adapter = TrainableAdapter(unet, spec.adapter, spec.seed)
         trainable = dict(adapter.named_parameters())
         final = train_denoiser(
-            unet=unet, latents=latents, contexts=contexts, empty_context=empty,
-            trainable=trainable, steps=spec.steps, lr=spec.lr, seed=spec.seed,
-            resume=resume, batch=32, weights=adapter.weights, task=task, progress=progress,
+            unet=unet, latents=latents, captions=captions, trainable=trainable,
+            steps=spec.steps, lr=spec.lr, seed=spec.seed, resume=resume, batch=32,
+            weights=adapter.weights, task=task, progress=progress,
         )  # fmt: skip
         with torch.no_grad():
             for k, p in trainable.items():
@@ -119,9 +128,9 @@ def train_expert(
         unet = copy.deepcopy(base.unet).train().requires_grad_(True)
         trainable = dict(unet.named_parameters())
         final = train_denoiser(
-            unet=unet, latents=latents, contexts=contexts, empty_context=empty,
-            trainable=trainable, steps=spec.steps, lr=spec.lr, seed=spec.seed, resume=resume,
-            batch=64, task=task, progress=progress,
+            unet=unet, latents=latents, captions=captions, trainable=trainable,
+            steps=spec.steps, lr=spec.lr, seed=spec.seed, resume=resume, batch=64, task=task,
+            progress=progress,
         )  # fmt: skip
 
         text = {k: v.half() for k, v in base.text_encoder.state_dict().items()}

@@ -68,13 +68,29 @@ def train_vae(
         state = {"model": vae.state_dict(), "opt": opt.state_dict()}
         resume.save(step + 1, {**state, "sched": sched.state_dict(), "rng": generator.get_state()})
     vae.eval()
-    sample = data[: min(len(data), 2048)]
-    with torch.no_grad():
-        latents = torch.cat(
-            [vae.encode(sample[i : i + 256]).latent_dist.mean for i in range(0, len(sample), 256)]
-        )
-    vae.register_to_config(scaling_factor=float(1.0 / latents.std()))
+    standardise_latents(vae, data[: min(len(data), 2048)])
     return vae
+
+
+@torch.no_grad()
+def standardise_latents(vae, sample: torch.Tensor) -> None:
+    """Fold each latent channel's mean and spread over ``sample`` into the VAE's 1×1
+    ``quant_conv`` / ``post_quant_conv``, so latents are centred with unit spread per
+    channel and ``scaling_factor`` is 1 — an exact reparametrisation (decoding is
+    unchanged). The anchored colour channels have a mean far from 0 (light backgrounds);
+    SD 1.5 pipelines know no shift factor, so the shift lives in the weights."""
+    latents = torch.cat(
+        [vae.encode(sample[i : i + 256]).latent_dist.mean for i in range(0, len(sample), 256)]
+    )
+    mean, std = latents.mean((0, 2, 3)), latents.std((0, 2, 3))
+    n = len(mean)
+    encode, decode = vae.quant_conv, vae.post_quant_conv
+    decode.bias += decode.weight[:, :, 0, 0] @ mean
+    decode.weight *= std.view(1, -1, 1, 1)
+    encode.weight[:n] /= std.view(-1, 1, 1, 1)
+    encode.bias[:n] = (encode.bias[:n] - mean) / std
+    encode.bias[n:] -= 2 * std.log()
+    vae.register_to_config(scaling_factor=1.0)
 
 
 @torch.no_grad()
