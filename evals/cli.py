@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,8 @@ import typer
 
 from graph.console import console, print_json, print_table
 from graph.errors import DiffGraphError
+from graph.input_files import parse_json, read_text
+from tools.seed_option import seed_option
 
 eval_app = typer.Typer(help="Evaluate agent traces and run benchmarks.", no_args_is_help=True)
 
@@ -21,16 +22,14 @@ def register(app: typer.Typer) -> None:
 def _gold(labels: Path | None) -> dict[str, list[str]]:
     if labels is None:
         return {}
-    if not labels.is_file():
-        raise DiffGraphError(f"labels file {labels} does not exist")
     gold = {}
-    for number, line in enumerate(labels.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(labels, "labels file").splitlines(), 1):
         if not line.strip():
             continue
+        row = parse_json(line, f"{labels}:{number}")
         try:
-            row = json.loads(line)
             gold[row["prompt"]] = list(row["gold"])
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError) as exc:
             raise DiffGraphError(
                 f"{labels}:{number}: expected a JSON object with 'prompt' and 'gold' (a list of "
                 f"expert ids or skill groups): {exc}"
@@ -41,9 +40,10 @@ def _gold(labels: Path | None) -> dict[str, list[str]]:
 def _groups(catalogue: Path | None) -> dict[str, str]:
     if catalogue is None:
         return {}
+    data = parse_json(read_text(catalogue, "catalogue"), str(catalogue))
     try:
-        return dict(json.loads(catalogue.read_text())["groups"])
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        return dict(data["groups"])
+    except (KeyError, TypeError, ValueError) as exc:
         raise DiffGraphError(
             f"catalogue {catalogue}: expected JSON with a 'groups' object (expert id → skill "
             f"group): {exc}"
@@ -195,7 +195,7 @@ def benchmark(
     out: Annotated[Path, typer.Option(help="folder for tables, gallery, images")] = Path(
         "benchmark"
     ),
-    seed: Annotated[int, typer.Option(min=0, help="prompt i uses seed + i in every row")] = 0,
+    seed: Annotated[int, seed_option("prompt i uses seed + i in every row")] = 0,
     size: Annotated[str | None, typer.Option(help="WIDTHxHEIGHT")] = None,
     steps: Annotated[int | None, typer.Option(min=1, max=500)] = None,
     images: Annotated[int, typer.Option(min=1, max=16, help="images per prompt and row")] = 1,
@@ -225,6 +225,7 @@ def benchmark(
     from agents.pipeline.cli import parse_size
     from evals.benchmark import BenchmarkOptions, run_benchmark
     from evals.methods import REGISTRY
+    from graph.outputs import check_output_dir
     from graph.prompts import read_prompts
     from tools.weights.plan import parse_param
 
@@ -240,6 +241,7 @@ def benchmark(
             raise DiffGraphError(f"--merge-param {key}={value}: expected METHOD.KEY=VALUE")
         params.setdefault(method, {}).update([parse_param(f"{name}={value}")])
     width, height = parse_size(size)
+    check_output_dir(out, "--out")
     chosen = {
         "methods": rows(methods, "method"),
         "ablations": rows(ablations, "ablation"),

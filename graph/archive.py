@@ -37,27 +37,34 @@ class ArchiveContents:
 
 
 def export_archive(store: GraphStore, path: Path) -> dict:
-    """Write the live graph to ``path`` atomically; return the manifest."""
+    """Write the live graph to ``path`` atomically; return the manifest.
+
+    Damaged records are left out (the store warns about each), with their rows and edges.
+    """
     arrays = store.arrays()
-    experts = store.experts(ids=arrays.expert_ids)
+    experts = store.experts(ids=arrays.expert_ids, skip_unreadable=True)
     refs = store.reference_prompts()
+    expert_rows = _rows(arrays.expert_ids, [e.id for e in experts])
+    ref_rows = _rows(arrays.ref_ids, [r.id for r in refs])
+    edge_index = np.stack([expert_rows[arrays.edge_index[0]], ref_rows[arrays.edge_index[1]]])
+    kept = (edge_index >= 0).all(axis=0)
     manifest = {
         "format": FORMAT,
         "schema_version": SCHEMA_VERSION,
         "created": datetime.now(timezone.utc).isoformat(),
         "experts": len(experts),
         "reference_prompts": len(refs),
-        "calibration_edges": int(arrays.edge_index.shape[1]),
+        "calibration_edges": int(kept.sum()),
         "metric_names": arrays.metric_names,
         "embedding_dim": store.embedding_dim,
     }
     npz = io.BytesIO()
     np.savez(
         npz,
-        expert_x=arrays.expert_x,
-        ref_x=arrays.ref_x,
-        edge_index=arrays.edge_index,
-        edge_attr=arrays.edge_attr,
+        expert_x=arrays.expert_x[expert_rows >= 0],
+        ref_x=arrays.ref_x[ref_rows >= 0],
+        edge_index=edge_index[:, kept],
+        edge_attr=arrays.edge_attr[kept],
     )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +172,15 @@ def import_archive(path: Path, store_dir: Path) -> dict:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return stats
+
+
+def _rows(all_ids: list[str], kept_ids: list[str]) -> np.ndarray:
+    """Each node's row among the kept ones (-1 when left out); ``kept_ids`` keep the order."""
+    kept = set(kept_ids)
+    flags = np.asarray([i in kept for i in all_ids], bool)
+    rows = np.full(len(all_ids), -1, np.int64)
+    rows[flags] = np.arange(int(flags.sum()))
+    return rows
 
 
 def _expect(path: Path, name: str, got: tuple, expected: tuple) -> None:

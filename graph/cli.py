@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +10,8 @@ from pydantic import ValidationError
 
 from graph.config import GraphConfig
 from graph.console import console, print_json, print_table
-from graph.errors import GraphError
-from graph.records import BaseFamily, Expert, ExpertKind, ExpertStatus
+from graph.errors import CorruptionError, GraphError
+from graph.records import BaseFamily, ExpertInput, ExpertKind, ExpertStatus
 
 graph_app = typer.Typer(help="Inspect and edit the universal graph.", no_args_is_help=True)
 
@@ -84,14 +83,11 @@ def add_expert(
 def _experts_from_input(record, expert_id, kind, base, name, description, trigger, tag):
     try:
         if record is not None:
-            if not record.is_file():
-                raise GraphError(f"expert record file {record} does not exist")
-            try:
-                data = json.loads(record.read_text())
-            except json.JSONDecodeError as exc:
-                raise GraphError(f"{record} is not valid JSON: {exc}") from exc
+            from graph.input_files import parse_json, read_text
+
+            data = parse_json(read_text(record, "expert record file"), str(record))
             items = data if isinstance(data, list) else [data]
-            return [Expert.model_validate(item) for item in items]
+            return [ExpertInput.model_validate(item) for item in items]
         missing = [
             flag
             for flag, value in (("--id", expert_id), ("--kind", kind), ("--base", base))
@@ -102,7 +98,7 @@ def _experts_from_input(record, expert_id, kind, base, name, description, trigge
                 f"missing {', '.join(missing)}: give a JSON record file or --id, --kind, --base"
             )
         return [
-            Expert(
+            ExpertInput(
                 id=expert_id,
                 kind=kind,
                 base=base,
@@ -119,7 +115,8 @@ def _experts_from_input(record, expert_id, kind, base, name, description, trigge
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']} (got {err.get('input')!r})"
+    got = repr(err.get("input"))
+    return f"{where}: {err['msg']} (got {got if len(got) <= 80 else got[:77] + '...'})"
 
 
 @graph_app.command()
@@ -235,8 +232,10 @@ def export_graph(
 ) -> None:
     """Write the whole graph to one archive."""
     from graph.archive import export_archive
+    from graph.outputs import check_output_file
     from graph.store import GraphStore
 
+    check_output_file(path, "archive", "graph.zip")
     with GraphStore(_config(ctx).store_dir) as store:
         manifest = export_archive(store, path)
     console.print(
@@ -256,9 +255,10 @@ def import_graph(
     from graph.universal import UniversalGraph
 
     config = _config(ctx)
-    with GraphStore(config.store_dir) as store:
-        existing = len(store)
-    if existing and not replace:
+    if not replace:  # a damaged graph can still be replaced
+        with GraphStore(config.store_dir) as store:
+            existing = len(store)
+    if not replace and existing:
         raise GraphError(
             f"the graph at {config.store_dir} has {existing} experts: pass --replace to "
             "overwrite it (export it first to keep a copy)"
@@ -269,3 +269,56 @@ def import_graph(
         f"imported {stats_['experts']} experts, {stats_['reference_prompts']} reference "
         f"prompts, {stats_['calibration_edges']} edges"
     )
+
+
+@graph_app.command()
+def check(
+    ctx: typer.Context,
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="quarantine what is broken (never deletes), restore a lost graph.sqlite from "
+            "the newest good backup, rebuild the index",
+        ),
+    ] = False,
+    restore: Annotated[
+        int | None,
+        typer.Option(
+            "--restore", min=1, help="put back backups/graph-N.sqlite (undoes later writes)"
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Verify every segment, record and index entry; exit 2 when something is broken."""
+    from graph.check import check_graph
+
+    config = _config(ctx)
+    report = check_graph(config, repair=repair, restore=restore)
+    remaining = check_graph(config) if report.repaired else report
+    if as_json:
+        print_json({**report.as_dict(), "remaining": len(remaining.findings)})
+    else:
+        _show_check(report)
+    if remaining.findings:
+        raise CorruptionError(
+            f"{len(remaining.findings)} problem(s) in the graph at {config.data_dir}"
+            + ("" if report.repaired else ": run `diffgraph graph check --repair`")
+        )
+
+
+def _show_check(report) -> None:
+    if report.findings:
+        print_table(
+            "repaired" if report.repaired else "problems",
+            ["what", "problem", "done" if report.repaired else "--repair will"],
+            [(f.what, f.problem, f.action) for f in report.findings],
+        )
+    for note in report.notes:
+        console.print(note, highlight=False)
+    if report.quarantine:
+        console.print(f"quarantined to {report.quarantine}", highlight=False)
+    if not report.findings:
+        console.print("the graph is sound", highlight=False)
+    if report.backups:
+        console.print(f"backups: {report.backups[-1]} is the newest of {len(report.backups)}")

@@ -38,3 +38,19 @@ class EmbeddingShapeError(GraphError):
 
 class ArchiveError(GraphError):
     pass
+
+
+class CorruptionError(GraphError):
+    """A store file is damaged; the message names it and `diffgraph graph check`."""
+
+
+class UnreadableRecordError(CorruptionError):
+    def __init__(self, table: str, record_id: str, reason: str) -> None:
+        what = "expert" if table == "experts" else "reference prompt"
+        super().__init__(
+            f"the {what} record {record_id!r} is damaged ({reason}): remove it with "
+            f"`diffgraph graph remove {record_id}` or quarantine it with "
+            "`diffgraph graph check --repair`"
+        )
+        self.record_id = record_id
+        self.reason = reason

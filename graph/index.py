@@ -5,12 +5,15 @@ filtered query is a plain nearest-neighbour search (Chroma's metadata filters co
 milliseconds); deprecated experts are not indexed, and queries that include them run
 exactly over the store's arrays. The store records which collections and revision the
 index mirrors; a missing or stale index is rebuilt from the store. Collections are named
-after the graph's id, so one Chroma server holds the indexes of many graphs.
+after the graph's id, so one Chroma server holds the indexes of many graphs. A rebuild
+fills new collections (a new generation) and then switches the store's record to them, so
+a reader never searches a half-built index.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
@@ -69,11 +72,12 @@ def make_client(chroma_dir: Path, chroma_url: str | None):
 class ChromaIndex:
     """Cosine top-k over active expert embeddings, one collection per kind × family.
 
-    Collection names carry the graph's id (``experts-<id>-peft-sd15``), so graphs of
-    several projects share one Chroma server without overwriting each other, and
-    switching between them rebuilds nothing. A ``private`` client (the embedded one under
-    the graph's data folder) holds this graph only: a rebuild there also drops the
-    collections of earlier graphs (older names, a graph replaced by an import).
+    Collection names carry the graph's id and the index generation
+    (``experts-<id>-peft-sd15-<generation>``), so graphs of several projects share one
+    Chroma server without overwriting each other, and switching between them rebuilds
+    nothing. A ``private`` client (the embedded one under the graph's data folder) holds
+    this graph only: a rebuild there also drops the collections of earlier graphs (older
+    names, a graph replaced by an import).
     """
 
     def __init__(self, client, prefix: str, store: GraphStore, private: bool = False) -> None:
@@ -82,23 +86,30 @@ class ChromaIndex:
         self._private = private
         self._prefix = f"{prefix}-{store.uid[:16]}"
         self._store = store
-        self._collections: dict[tuple[ExpertKind, BaseFamily], object] = {}
+        self._collections: dict[str, object] = {}
 
-    def _name(self, kind: ExpertKind, base: BaseFamily) -> str:
-        return f"{self._prefix}-{kind.value}-{base.value}"
+    @property
+    def _generation(self) -> str:
+        """The generation the store's record points at ("" for indexes built before them)."""
+        return (self._store.index_stamp or {}).get("generation", "")
 
-    def _collection(self, kind: ExpertKind, base: BaseFamily):
-        key = (kind, base)
-        if key not in self._collections:
-            self._collections[key] = self._client.get_or_create_collection(
-                self._name(kind, base),
-                configuration={"hnsw": {"space": "cosine"}},
-                embedding_function=None,
+    def _name(self, kind: ExpertKind, base: BaseFamily, generation: str | None = None) -> str:
+        generation = self._generation if generation is None else generation
+        return f"{self._prefix}-{kind.value}-{base.value}" + (f"-{generation}" * bool(generation))
+
+    def _collection(self, kind: ExpertKind, base: BaseFamily, generation: str | None = None):
+        name = self._name(kind, base, generation)
+        if name not in self._collections:
+            self._collections[name] = self._client.get_or_create_collection(
+                name, configuration={"hnsw": {"space": "cosine"}}, embedding_function=None
             )
-        return self._collections[key]
+        return self._collections[name]
 
-    def _ids(self) -> dict[str, str]:
-        return {self._name(k, b): str(self._collection(k, b).id) for k, b in PARTITIONS}
+    def _ids(self, generation: str | None = None) -> dict[str, str]:
+        return {
+            self._name(k, b, generation): str(self._collection(k, b, generation).id)
+            for k, b in PARTITIONS
+        }
 
     @property
     def revision(self) -> int | None:
@@ -119,13 +130,8 @@ class ChromaIndex:
         return True
 
     def rebuild(self) -> None:
-        existing = {c.name if hasattr(c, "name") else c for c in self._client.list_collections()}
-        ours = {self._name(kind, base) for kind, base in PARTITIONS}
-        for name in sorted(existing):
-            earlier = self._private and name.startswith(f"{self._family}-")
-            if name in ours or earlier:
-                self._client.delete_collection(name)
-        self._collections.clear()
+        """Fill a new generation of collections, switch to it, then drop the older ones."""
+        generation = uuid.uuid4().hex[:8]
         arrays = self._store.arrays()
         for kind, base in PARTITIONS:
             rows = np.flatnonzero(
@@ -133,13 +139,20 @@ class ChromaIndex:
                 & (arrays.expert_base == base.value)
                 & (arrays.expert_status == ExpertStatus.ACTIVE.value)
             )
-            collection = self._collection(kind, base)
+            collection = self._collection(kind, base, generation)
             for start in range(0, len(rows), _BATCH):
                 chunk = rows[start : start + _BATCH]
                 collection.upsert(
                     ids=[arrays.expert_ids[r] for r in chunk], embeddings=arrays.expert_x[chunk]
                 )
-        self._stamp(arrays.revision)
+        self._stamp(arrays.revision, generation)
+        current = set(self._ids())
+        existing = {c.name if hasattr(c, "name") else c for c in self._client.list_collections()}
+        for name in sorted(existing - current):
+            earlier = self._private and name.startswith(f"{self._family}-")
+            if name.startswith(f"{self._prefix}-") or earlier:
+                self._client.delete_collection(name)
+                self._collections.pop(name, None)
 
     def sync(
         self,
@@ -164,8 +177,11 @@ class ChromaIndex:
             )
         self._stamp(self._store.revision)
 
-    def _stamp(self, revision: int) -> None:
-        self._store.set_index_stamp({"revision": revision, "collections": self._ids()})
+    def _stamp(self, revision: int, generation: str | None = None) -> None:
+        generation = self._generation if generation is None else generation
+        self._store.set_index_stamp(
+            {"revision": revision, "generation": generation, "collections": self._ids(generation)}
+        )
 
     def query(
         self,
@@ -193,6 +209,18 @@ class ChromaIndex:
             ]
         hits.sort(key=lambda h: -h.similarity)
         return hits[:k]
+
+    def entries(self) -> dict[str, tuple[ExpertKind, BaseFamily]]:
+        """Every expert id the current collections hold, with its partition (reads only:
+        creates no collection)."""
+        existing = {c.name if hasattr(c, "name") else c for c in self._client.list_collections()}
+        found: dict[str, tuple[ExpertKind, BaseFamily]] = {}
+        for kind, base in PARTITIONS:
+            name = self._name(kind, base)
+            if name in existing:
+                collection = self._client.get_collection(name, embedding_function=None)
+                found.update(dict.fromkeys(collection.get(include=[])["ids"], (kind, base)))
+        return found
 
 
 def _group(entries: Sequence[IndexEntry]) -> dict[tuple[ExpertKind, BaseFamily], list]:

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from graph.errors import DiffGraphError
+from graph.input_files import BOM, parse_json, read_text
 
 PROMPT_FIELDS = ("prompt", "text", "caption")
 
 
 def read_prompts(path: Path, limit: int | None = None) -> list[str]:
-    """Prompts from ``path``; ``.jsonl`` lines need one of the fields ``prompt`` / ``text``."""
+    """Prompts from ``path``; ``.jsonl`` lines need one of the fields ``prompt`` / ``text``.
+
+    Byte-order marks are dropped (also those of concatenated files, at a line's start).
+    """
     path = Path(path)
-    if not path.is_file():
-        raise DiffGraphError(f"prompt file {path} does not exist")
     prompts: list[str] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        line = line.strip()
+    for number, line in enumerate(read_text(path, "prompt file").splitlines(), 1):
+        line = line.lstrip(BOM).strip()
         if not line:
             continue
         if path.suffix in (".jsonl", ".json"):
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DiffGraphError(f"{path}:{number} is not valid JSON: {exc}") from exc
+            item = parse_json(line, f"{path}:{number}")
             text = next(
                 (item[f] for f in PROMPT_FIELDS if isinstance(item, dict) and f in item), None
             )

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from datetime import date, datetime, timezone
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+-]{0,199}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+# LoRA strengths in use (negative: slider LoRAs); a prompt's <lora:x:w> tags too.
+WEIGHT_RANGE = (-5.0, 5.0)
 
 
 class ExpertKind(str, Enum):
@@ -121,6 +123,37 @@ class Expert(BaseModel):
     @property
     def is_active(self) -> bool:
         return self.status is ExpertStatus.ACTIVE
+
+
+Word = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+Phrase = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+ExamplePrompt = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+
+
+class ExpertInput(Expert):
+    """An expert record a user hands in (``graph add-expert``), with bounds on every field
+    that a stored record, written by DiffGraph itself, need not repeat."""
+
+    trigger_words: list[Word] = Field(default_factory=list, max_length=64)
+    tags: list[Word] = Field(default_factory=list, max_length=128)
+    subjects: list[Phrase] = Field(default_factory=list, max_length=64)
+    styles: list[Phrase] = Field(default_factory=list, max_length=64)
+    visual_attributes: list[Phrase] = Field(default_factory=list, max_length=64)
+    example_prompts: list[ExamplePrompt] = Field(default_factory=list, max_length=32)
+    recommended_weight: float | None = Field(
+        None, ge=WEIGHT_RANGE[0], le=WEIGHT_RANGE[1], allow_inf_nan=False
+    )
+    license: dict[Word, str | bool | list[Word] | None] = Field(default_factory=dict, max_length=32)
+
+    @field_validator("id", "lineage", "supersedes", "superseded_by")
+    @classmethod
+    def _no_path_steps(cls, value: str | None) -> str | None:
+        if value is not None and {".", ".."} & set(value.split("/")):
+            raise ValueError(
+                f"id {value!r} has a '.' or '..' path part: use letters, digits and ._:@+- "
+                "between slashes"
+            )
+        return value
 
 
 class ReferencePrompt(BaseModel):

@@ -67,13 +67,95 @@ def write_segment(directory: Path, segment: Segment) -> str:
     return name
 
 
+def segment_files(directory: Path) -> list[Path]:
+    """Segment files in ``directory`` (registered or not), excluding unfinished writes."""
+    return sorted(p for p in directory.glob("*.npz") if not p.name.startswith("tmp-"))
+
+
 def read_segment(path: Path) -> Segment:
-    """Load one segment written by :func:`write_segment`."""
-    with np.load(path, allow_pickle=False) as data:
-        kwargs = {key: data[key] for key in ARRAYS if key in data.files}
+    """Load one segment written by :func:`write_segment`; ValueError if it is unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            kwargs = {key: data[key] for key in ARRAYS if key in data.files}
+    except Exception as exc:  # damaged bytes fail in many ways (zip, npy header, zlib, ...)
+        raise ValueError(f"unreadable: {type(exc).__name__}: {exc}") from exc
     if "metric_names" in kwargs:
         kwargs["metric_names"] = [str(m) for m in kwargs["metric_names"]]
     return Segment(**kwargs)
+
+
+def check_segment(segment: Segment, dim: int | None, metric_names: list[str]) -> None:
+    """Raise ValueError naming the first inconsistency of a segment read from disk.
+
+    ``dim`` and ``metric_names`` are the graph's embedding width and known metrics. Values
+    are checked by :func:`nonfinite_rows`.
+    """
+    for prefix in ("expert", "ref"):
+        seq, x = getattr(segment, f"{prefix}_seq"), getattr(segment, f"{prefix}_x")
+        rows = len(seq)
+        _int_vector(seq, f"{prefix}_seq")
+        if x is None:
+            if rows:
+                raise ValueError(f"{prefix}_seq has {rows} entries but {prefix}_x is absent")
+            continue
+        if x.ndim != 2 or x.shape[0] != rows or (dim is not None and x.shape[1] != dim):
+            raise ValueError(
+                f"{prefix}_x has shape {x.shape}, expected ({rows}, {dim}) for {rows} nodes "
+                f"of a {dim}-dimensional graph"
+            )
+        if not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"{prefix}_x holds {x.dtype} values, not floats")
+    edges = len(segment.edge_expert_seq)
+    _int_vector(segment.edge_expert_seq, "edge_expert_seq")
+    _int_vector(segment.edge_ref_seq, "edge_ref_seq")
+    unknown = [m for m in segment.metric_names if m not in metric_names]
+    if unknown:
+        raise ValueError(f"metric {unknown[0]!r} is not one of the graph's metrics")
+    attr = segment.edge_attr
+    width = len(segment.metric_names)
+    shape = (0, width) if attr is None else attr.shape
+    if len(segment.edge_ref_seq) != edges or shape != (edges, width):
+        raise ValueError(
+            f"edge arrays disagree: {edges} expert ends, {len(segment.edge_ref_seq)} "
+            f"reference ends, scores of shape {shape} for {width} metrics"
+        )
+    if attr is not None and not np.issubdtype(attr.dtype, np.floating):
+        raise ValueError(f"edge_attr holds {attr.dtype} values, not floats")
+
+
+def nonfinite_rows(segment: Segment) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks of expert rows and reference rows with a NaN or infinite embedding value, and
+    of edges with an infinite score (NaN marks a metric not measured)."""
+
+    def bad(x: np.ndarray | None, rows: int) -> np.ndarray:
+        return np.zeros(rows, bool) if x is None else ~np.isfinite(x).all(axis=1)
+
+    attr = segment.edge_attr
+    return (
+        bad(segment.expert_x, len(segment.expert_seq)),
+        bad(segment.ref_x, len(segment.ref_seq)),
+        np.zeros(len(segment.edge_expert_seq), bool) if attr is None else np.isinf(attr).any(1),
+    )
+
+
+def without_rows(segment: Segment, masks: tuple[np.ndarray, np.ndarray, np.ndarray]) -> Segment:
+    """A copy of ``segment`` without the rows ``masks`` (as from :func:`nonfinite_rows`) mark."""
+    experts, refs, edges = (~m for m in masks)
+    return Segment(
+        expert_seq=segment.expert_seq[experts],
+        expert_x=None if segment.expert_x is None else segment.expert_x[experts],
+        ref_seq=segment.ref_seq[refs],
+        ref_x=None if segment.ref_x is None else segment.ref_x[refs],
+        edge_expert_seq=segment.edge_expert_seq[edges],
+        edge_ref_seq=segment.edge_ref_seq[edges],
+        edge_attr=None if segment.edge_attr is None else segment.edge_attr[edges],
+        metric_names=segment.metric_names,
+    )
+
+
+def _int_vector(values: np.ndarray, name: str) -> None:
+    if values.ndim != 1 or not np.issubdtype(values.dtype, np.integer) or (values < 0).any():
+        raise ValueError(f"{name} is not a vector of non-negative integers")
 
 
 def concat(segments: list[Segment], dim: int, metric_names: list[str]) -> Segment:

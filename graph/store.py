@@ -2,7 +2,13 @@
 
 Every mutation is one SQLite transaction that also registers the new ``.npz`` segment
 (written and renamed before the transaction commits). A crash at any point leaves the
-previous graph loadable; a segment file that was never registered is ignored.
+previous graph loadable; a segment file that was never registered is ignored. Before its
+first write a store backs up its metadata (graph/backups.py).
+
+Damage is reported, never guessed around: an unreadable ``graph.sqlite`` or segment, or
+segment files that no metadata registers, raise :class:`CorruptionError` pointing at
+``diffgraph graph check``. A damaged record is skipped with a warning when listing and
+refused by name when asked for.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,14 +26,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from pydantic import ValidationError
 
+from graph import backups
+from graph.connection import connect
 from graph.errors import (
+    CorruptionError,
     DuplicateIdError,
     EmbeddingShapeError,
     GraphError,
     SchemaVersionError,
     UnknownExpertError,
+    UnreadableRecordError,
 )
+from graph.lock import writer_lock
 from graph.records import (
     BaseFamily,
     Calibration,
@@ -37,10 +50,13 @@ from graph.records import (
 )
 from graph.segments import (
     Segment,
+    check_segment,
     concat,
     last_rows,
     merge_edge_scores,
+    nonfinite_rows,
     read_segment,
+    segment_files,
     write_segment,
 )
 
@@ -103,21 +119,44 @@ class GraphStore:
         self.root = Path(root)
         self.segment_dir = self.root / "segments"
         self.segment_dir.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            self.root / "graph.sqlite", check_same_thread=False, isolation_level=None
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
         self._lock = threading.RLock()
         self._segment_cache: dict[str, Segment] = {}
         self._arrays: GraphArrays | None = None
         self._obsolete: list[str] = []
-        self._init_schema()
+        self._warned: set[str] = set()
+        self._backed_up_at: float | None = None
+        if not (self.root / "graph.sqlite").exists():  # refused before one is made
+            self._refuse_orphans(registered=False)
+        self._db = connect(self.root / "graph.sqlite")
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._init_schema()
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- setup -------------------------------------------------------------------------
 
+    def _refuse_orphans(self, registered: bool) -> None:
+        """Segment files that no metadata registers: graph.sqlite was lost or replaced."""
+        orphans = [] if registered else segment_files(self.segment_dir)
+        if orphans:
+            raise CorruptionError(
+                f"{self.root / 'graph.sqlite'} registers none of the {len(orphans)} segment "
+                f"files in {self.segment_dir} (it was lost, emptied or replaced): run "
+                "`diffgraph graph check --repair` to restore it from the newest good backup"
+            )
+
     def _init_schema(self) -> None:
         self._db.executescript(_SCHEMA)
+        self._refuse_orphans(registered=bool(self._registered_segments()))
+        problem = meta_problem(self._db)
+        if problem:
+            raise CorruptionError(
+                f"graph metadata {self.root / 'graph.sqlite'} is damaged ({problem}): run "
+                "`diffgraph graph check --repair` to restore it from the newest good backup"
+            )
         version = self._meta("schema_version")
         if version is None:
             with self._transaction() as db:
@@ -145,6 +184,7 @@ class GraphStore:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            self._backup()
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -156,10 +196,23 @@ class GraphStore:
                 "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'revision'"
             )
             self._db.execute("COMMIT")
+            kept = backups.backed_up_segments(self.root) if self._obsolete else set()
             for name in self._obsolete:
-                (self.segment_dir / name).unlink(missing_ok=True)
+                if name not in kept:  # a backup still needs it: pruning the backup drops it
+                    (self.segment_dir / name).unlink(missing_ok=True)
                 self._segment_cache.pop(name, None)
             self._obsolete.clear()
+
+    def _backup(self) -> None:
+        """Back up the metadata before this store's first write, then every interval."""
+        now = time.monotonic()
+        if self._backed_up_at is not None and now - self._backed_up_at < backups.BACKUP_INTERVAL_S:
+            return
+        self._backed_up_at = now
+        live = {name for name, _ in self._registered_segments()}
+        if live:  # an empty graph has nothing to undo
+            backups.take_backup(self._db, self.root)
+            backups.prune(self.root, self.segment_dir, live)
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -186,9 +239,14 @@ class GraphStore:
 
     @property
     def index_stamp(self) -> dict | None:
-        """What the retrieval index last mirrored (written by the index, not a graph change)."""
-        value = self._meta("index_stamp")
-        return json.loads(value) if value else None
+        """What the retrieval index last mirrored (written by the index, not a graph change).
+
+        An unreadable stamp reads as None: the index is then rebuilt."""
+        try:
+            stamp = json.loads(self._meta("index_stamp") or "null")
+        except json.JSONDecodeError:
+            return None
+        return stamp if isinstance(stamp, dict) else None
 
     def set_index_stamp(self, stamp: dict | None) -> None:
         with self._lock:
@@ -217,7 +275,7 @@ class GraphStore:
         row = self._db.execute("SELECT record FROM experts WHERE id = ?", (expert_id,)).fetchone()
         if row is None:
             raise UnknownExpertError(expert_id)
-        return Expert.model_validate_json(row[0])
+        return parse_expert(expert_id, row[0])
 
     def experts(
         self,
@@ -225,8 +283,13 @@ class GraphStore:
         base: BaseFamily | None = None,
         status: ExpertStatus | None = None,
         ids: Sequence[str] | None = None,
+        skip_unreadable: bool = False,
     ) -> list[Expert]:
-        """Expert records matching every given filter, in insertion order."""
+        """Expert records matching every given filter, in insertion order.
+
+        A damaged record is skipped with a warning; one asked for by id raises
+        :class:`UnreadableRecordError` unless ``skip_unreadable``.
+        """
         clauses, params = self._filters(kind, base, status)
         if ids is None:
             rows = self._db.execute(
@@ -243,13 +306,26 @@ class GraphStore:
                     f"SELECT id, record FROM experts {clauses}{join}id IN ({marks})",
                     [*params, *chunk],
                 ).fetchall()
-        records = {expert_id: Expert.model_validate_json(text) for expert_id, text in rows}
+        records: dict[str, Expert | None] = {}
+        for expert_id, text in rows:
+            try:
+                records[expert_id] = parse_expert(expert_id, text)
+            except UnreadableRecordError as exc:
+                if ids is not None and not skip_unreadable:
+                    raise
+                self._warn(exc)
+                records[expert_id] = None
         if ids is None:
-            return list(records.values())
+            return [e for e in records.values() if e is not None]
         missing = [i for i in ids if i not in records]
         if missing:
             raise UnknownExpertError(missing[0])
-        return [records[i] for i in ids]
+        return [e for i in ids if (e := records[i]) is not None]
+
+    def _warn(self, exc: UnreadableRecordError) -> None:
+        if exc.record_id not in self._warned:  # once per record and store
+            self._warned.add(exc.record_id)
+            log.warning("skipped: %s", exc)
 
     @staticmethod
     def _filters(kind, base, status) -> tuple[str, list[str]]:
@@ -261,8 +337,14 @@ class GraphStore:
         return ("WHERE " + " AND ".join(parts)) if parts else "", params
 
     def reference_prompts(self) -> list[ReferencePrompt]:
-        rows = self._db.execute("SELECT id, text FROM refs ORDER BY seq").fetchall()
-        return [ReferencePrompt(id=i, text=t) for i, t in rows]
+        """Reference prompts in insertion order; a damaged one is skipped with a warning."""
+        refs = []
+        for ref_id, text in self._db.execute("SELECT id, text FROM refs ORDER BY seq"):
+            try:
+                refs.append(parse_ref(ref_id, text))
+            except UnreadableRecordError as exc:
+                self._warn(exc)
+        return refs
 
     def history(self, expert_id: str) -> list[Expert]:
         """Every version of the expert's lineage, oldest first."""
@@ -443,8 +525,11 @@ class GraphStore:
         return {arrays.ref_ids[r] for r in refs}
 
     def compact(self) -> None:
-        """Rewrite all segments as one, dropping removed nodes and overridden values."""
-        with self._transaction() as db:
+        """Rewrite all segments as one, dropping removed nodes and overridden values.
+
+        Callers need not be UniversalGraph: it takes the writer lock of the data directory
+        (the store's parent) itself."""
+        with writer_lock(self.root.parent), self._transaction() as db:
             old = self._registered_segments(db)
             arrays = self._build_arrays(db)
             expert_seq, ref_seq = self._live_seqs(db)
@@ -468,8 +553,31 @@ class GraphStore:
         """The live graph as dense arrays (cached until the next revision)."""
         with self._lock:
             if self._arrays is None or self._arrays.revision != self.revision:
-                self._arrays = self._build_arrays(self._db)
+                self._arrays = self._read_arrays()
             return self._arrays
+
+    def _read_arrays(self) -> GraphArrays:
+        """The arrays of one committed revision, read in one snapshot. Another process may
+        commit meanwhile and unlink segments it merged: then read its revision instead."""
+        failed_at = None
+        while True:
+            with self._snapshot():
+                revision = int(self._meta("revision") or 0)
+                try:
+                    return self._build_arrays(self._db)
+                except GraphError:
+                    if revision == failed_at:  # nothing changed: the folder is inconsistent
+                        raise
+            failed_at = revision
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[None]:
+        """One read transaction: every query in it sees the same committed revision."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
 
     def embeddings(self, expert_ids: Sequence[str]) -> np.ndarray:
         arrays = self.arrays()
@@ -530,11 +638,22 @@ class GraphStore:
         if name not in self._segment_cache:
             path = self.segment_dir / name
             if not path.exists():
-                raise GraphError(
-                    f"graph segment {path} is registered but missing: the graph folder was "
-                    "modified by hand; restore it from `diffgraph graph export` output"
+                raise CorruptionError(
+                    f"graph segment {path} is registered but missing: run "
+                    "`diffgraph graph check --repair` to drop it and quarantine what it held"
                 )
-            self._segment_cache[name] = read_segment(path)
+            try:
+                segment = read_segment(path)
+                check_segment(segment, self.embedding_dim, self.metric_names)
+                bad = sum(int(mask.sum()) for mask in nonfinite_rows(segment))
+                if bad:
+                    raise ValueError(f"{bad} rows hold NaN or infinite values")
+            except ValueError as exc:
+                raise CorruptionError(
+                    f"graph segment {path} is damaged ({exc}): run "
+                    "`diffgraph graph check --repair` to quarantine it"
+                ) from exc
+            self._segment_cache[name] = segment
         return self._segment_cache[name]
 
     # -- internals ---------------------------------------------------------------------
@@ -653,6 +772,44 @@ class GraphStore:
         db.execute("INSERT OR IGNORE INTO meta VALUES ('embedding_dim', ?)", (str(dim),))
 
 
+def meta_problem(db: sqlite3.Connection) -> str | None:
+    """What is wrong with the ``meta`` table's values, or None."""
+    values = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    for key in ("schema_version", "revision", "embedding_dim"):
+        value = values.get(key)
+        if value and not str(value).isdigit():
+            return f"meta {key} is {value!r}, not a number"
+    try:
+        names = json.loads(values.get("metric_names") or "[]")
+    except json.JSONDecodeError:
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return f"meta metric_names is {values.get('metric_names')!r}, not a JSON list of names"
+    if "schema_version" in values and "revision" not in values:
+        return "meta revision is missing"
+    return None
+
+
+def parse_expert(expert_id: str, text: str) -> Expert:
+    try:
+        return Expert.model_validate_json(text)
+    except ValidationError as exc:
+        raise UnreadableRecordError("experts", expert_id, _reason(exc)) from exc
+
+
+def parse_ref(ref_id: str, text: str) -> ReferencePrompt:
+    try:
+        return ReferencePrompt(id=ref_id, text=text)
+    except ValidationError as exc:
+        raise UnreadableRecordError("refs", ref_id, _reason(exc)) from exc
+
+
+def _reason(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return f"{where}: {err['msg']}" if where else err["msg"]
+
+
 def _row_lookup(live_seq: np.ndarray, referenced: np.ndarray) -> np.ndarray:
     """Table mapping a sequence number to its row among the live nodes (-1 if not live)."""
     size = int(max(live_seq.max(initial=0), referenced.max(initial=0))) + 1
@@ -672,7 +829,10 @@ def _rows_for(
     unique = seqs[last]
     pos = np.searchsorted(unique, wanted)
     if (pos >= len(unique)).any() or (unique[np.minimum(pos, len(unique) - 1)] != wanted).any():
-        raise GraphError(f"a {what} has no stored embedding: the graph folder is inconsistent")
+        raise CorruptionError(
+            f"a {what} has no stored embedding: run `diffgraph graph check --repair` to "
+            "quarantine it"
+        )
     return x[last[pos]]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
@@ -12,8 +14,9 @@ import numpy as np
 from graph.archive import import_archive
 from graph.config import GraphConfig
 from graph.embedding import Embedder
-from graph.errors import GraphError
+from graph.errors import CorruptionError, DiffGraphError, GraphError, UnreadableRecordError
 from graph.index import ChromaIndex, Hit, IndexEntry, make_client, numpy_topk
+from graph.lock import WriterBusyError, writer_lock
 from graph.records import (
     BaseFamily,
     Calibration,
@@ -24,6 +27,8 @@ from graph.records import (
 )
 from graph.store import GraphStore
 from graph.subgraph import Subgraph, extract_subgraph
+
+log = logging.getLogger(__name__)
 
 # Below this many experts in a searched partition, exact numpy search is faster than Chroma.
 EXACT_SEARCH_LIMIT = 2048
@@ -48,7 +53,9 @@ def _entry(expert: Expert, embedding: np.ndarray | None = None) -> IndexEntry:
 class UniversalGraph:
     """Expert and reference-prompt nodes, calibration edges, and top-k retrieval.
 
-    Writes go to the store first (the truth), then to the Chroma index.
+    Writes go to the store first (the truth), then to the Chroma index, all under the data
+    directory's writer lock. Readers take no lock: a stale index is rebuilt only by a
+    process that can be the writer at once, otherwise searched exactly in the store.
     """
 
     def __init__(self, config: GraphConfig, embedder: Embedder | None = None) -> None:
@@ -73,12 +80,41 @@ class UniversalGraph:
 
     @cached_property
     def index(self) -> ChromaIndex:
-        client = make_client(self.config.chroma_dir, self.config.chroma_url)
-        index = ChromaIndex(
-            client, self.config.collection, self.store, private=not self.config.chroma_url
-        )
-        index.ensure_fresh()
+        with self._index_errors():
+            client = make_client(self.config.chroma_dir, self.config.chroma_url)
+            index = ChromaIndex(
+                client, self.config.collection, self.store, private=not self.config.chroma_url
+            )
+            try:
+                with writer_lock(self.config.data_dir, wait_s=0):
+                    index.ensure_fresh()
+            except WriterBusyError:
+                log.info("another process writes the graph: searching without rebuilding it")
         return index
+
+    @contextmanager
+    def _index_errors(self) -> Iterator[None]:
+        """Chroma fails in many ways (its SQLite, its Rust core, the network): name the
+        index and the fix instead."""
+        try:
+            yield
+        except DiffGraphError:
+            raise
+        except Exception as exc:
+            if self.config.chroma_url:
+                raise GraphError(
+                    f"the Chroma server at {self.config.chroma_url} failed ({exc}): check that "
+                    "it runs, or unset chroma_url to use the embedded index"
+                ) from exc
+            raise CorruptionError(
+                f"the retrieval index at {self.config.chroma_dir} is damaged ({exc}): run "
+                "`diffgraph graph check --repair` to rebuild it from the graph"
+            ) from exc
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        with writer_lock(self.config.data_dir):
+            yield
 
     # -- writes ------------------------------------------------------------------------
 
@@ -88,12 +124,15 @@ class UniversalGraph:
             return
         if embeddings is None:
             embeddings = self.embedder.embed([node_text(e) for e in experts])
-        since = self.index.revision
-        self.store.add_experts(zip(experts, embeddings, strict=True))
-        self.index.sync(
-            since,
-            upserts=[_entry(e, v) for e, v in zip(experts, embeddings, strict=True) if e.is_active],
-        )
+        with self._writing():
+            since = self.index.revision
+            self.store.add_experts(zip(experts, embeddings, strict=True))
+            self.index.sync(
+                since,
+                upserts=[
+                    _entry(e, v) for e, v in zip(experts, embeddings, strict=True) if e.is_active
+                ],
+            )
 
     def add_expert(self, expert: Expert, embedding: np.ndarray | None = None) -> None:
         self.add_experts([expert], None if embedding is None else embedding[None])
@@ -101,16 +140,19 @@ class UniversalGraph:
     def update_expert(self, expert: Expert, reembed: bool = True) -> None:
         """Replace an expert's record; re-embed its description unless told not to."""
         embedding = self.embedder.embed_one(node_text(expert)) if reembed else None
-        was_active = self.store.expert(expert.id).is_active
-        since = self.index.revision
-        self.store.update_expert(expert, embedding)
-        if expert.is_active and (embedding is not None or not was_active):
-            vector = embedding if embedding is not None else self.store.embeddings([expert.id])[0]
-            self.index.sync(since, upserts=[_entry(expert, vector)])
-        elif not expert.is_active and was_active:
-            self.index.sync(since, deletes=[_entry(expert)])
-        else:
-            self.index.sync(since)
+        with self._writing():
+            was_active = self.store.expert(expert.id).is_active
+            since = self.index.revision
+            self.store.update_expert(expert, embedding)
+            if expert.is_active and (embedding is not None or not was_active):
+                vector = embedding
+                if vector is None:
+                    vector = self.store.embeddings([expert.id])[0]
+                self.index.sync(since, upserts=[_entry(expert, vector)])
+            elif not expert.is_active and was_active:
+                self.index.sync(since, deletes=[_entry(expert)])
+            else:
+                self.index.sync(since)
 
     def add_version(
         self, old_id: str, expert: Expert, embedding: np.ndarray | None = None
@@ -118,17 +160,19 @@ class UniversalGraph:
         """Add a new version of ``old_id`` (deprecated, history kept)."""
         if embedding is None:
             embedding = self.embedder.embed_one(node_text(expert))
-        old = self.store.expert(old_id)
-        since = self.index.revision
-        new = self.store.add_version(old_id, expert, embedding)
-        self.index.sync(since, upserts=[_entry(new, embedding)], deletes=[_entry(old)])
+        with self._writing():
+            old = self.store.expert(old_id)
+            since = self.index.revision
+            new = self.store.add_version(old_id, expert, embedding)
+            self.index.sync(since, upserts=[_entry(new, embedding)], deletes=[_entry(old)])
         return new
 
     def deprecate(self, expert_id: str, reason: str = "deprecated") -> None:
-        expert = self.store.expert(expert_id)
-        since = self.index.revision
-        self.store.deprecate(expert_id, reason)
-        self.index.sync(since, deletes=[_entry(expert)])
+        with self._writing():
+            expert = self.store.expert(expert_id)
+            since = self.index.revision
+            self.store.deprecate(expert_id, reason)
+            self.index.sync(since, deletes=[_entry(expert)])
 
     def enable(self, expert_id: str) -> bool:
         """Re-activate a deprecated expert; False when it was active already.
@@ -148,10 +192,16 @@ class UniversalGraph:
         return True
 
     def remove(self, expert_id: str) -> None:
-        expert = self.store.expert(expert_id)
-        since = self.index.revision
-        self.store.remove(expert_id)
-        self.index.sync(since, deletes=[_entry(expert)])
+        """Delete an expert, a damaged record too (its partition unknown, the index is
+        then rebuilt)."""
+        with self._writing():
+            try:
+                deletes = [_entry(self.store.expert(expert_id))]
+                since = self.index.revision
+            except UnreadableRecordError:
+                deletes, since = [], None
+            self.store.remove(expert_id)
+            self.index.sync(since, deletes=deletes)
 
     def add_reference_prompts(self, texts: Iterable[str]) -> list[ReferencePrompt]:
         """Add reference prompts by text; texts already present are skipped."""
@@ -167,11 +217,13 @@ class UniversalGraph:
         refs = list(fresh.values())
         if refs:
             vectors = self.embedder.embed([r.text for r in refs])
-            self.store.add_reference_prompts(zip(refs, vectors, strict=True))
+            with self._writing():
+                self.store.add_reference_prompts(zip(refs, vectors, strict=True))
         return refs
 
     def set_calibrations(self, calibrations: Iterable[Calibration]) -> None:
-        self.store.set_calibrations(calibrations)
+        with self._writing():
+            self.store.set_calibrations(calibrations)
 
     # -- reads -------------------------------------------------------------------------
 
@@ -197,11 +249,23 @@ class UniversalGraph:
         arrays by brute force instead (exact, and it spares a small graph loading Chroma).
         """
         embedding = self.embedder.embed_one(query) if isinstance(query, str) else query
-        if exact or status is not ExpertStatus.ACTIVE or self._small(kind, base):
+        hits = None
+        if not (exact or status is not ExpertStatus.ACTIVE or self._small(kind, base)):
+            hits = self._index_query(embedding, k, kind, base)
+        if hits is None:
             hits = numpy_topk(self.store.arrays(), embedding, k, kind, base, status)
-        else:
-            hits = self.index.query(embedding, k, kind, base)
         return self._resolve(hits)
+
+    def _index_query(self, embedding, k, kind, base) -> list[Hit] | None:
+        """Top-k from the index; None when it does not mirror the store (another process is
+        writing, or rebuilt it under this one)."""
+        if self.index.revision != self.store.revision:
+            return None
+        try:
+            return self.index.query(embedding, k, kind, base)
+        except Exception as exc:  # a collection a concurrent rebuild dropped (Chroma's errors)
+            log.info("retrieval index changed during the query (%s): searching exactly", exc)
+            return None
 
     def _small(self, kind: ExpertKind | None, base: BaseFamily | None) -> bool:
         arrays = self.store.arrays()
@@ -214,8 +278,10 @@ class UniversalGraph:
         return int(mask.sum()) <= EXACT_SEARCH_LIMIT
 
     def _resolve(self, hits: Sequence[Hit]) -> list[tuple[Expert, float]]:
-        experts = self.store.experts(ids=[h.expert_id for h in hits])
-        return [(e, h.similarity) for e, h in zip(experts, hits, strict=True)]
+        """The hits' records; damaged ones are skipped with a warning."""
+        ids = [h.expert_id for h in hits]
+        experts = {e.id: e for e in self.store.experts(ids=ids, skip_unreadable=True)}
+        return [(experts[h.expert_id], h.similarity) for h in hits if h.expert_id in experts]
 
     def subgraph(self, expert_ids: Sequence[str]) -> Subgraph:
         return extract_subgraph(self.store.arrays(), expert_ids)
@@ -225,7 +291,8 @@ class UniversalGraph:
     @classmethod
     def import_(cls, config: GraphConfig, path: Path, embedder: Embedder | None = None):
         """Replace the graph under ``config`` with an archive's and return it, reindexed."""
-        stats = import_archive(path, config.store_dir)
-        graph = cls(config, embedder)
-        graph.index.ensure_fresh()
+        with writer_lock(config.data_dir):
+            stats = import_archive(path, config.store_dir)
+            graph = cls(config, embedder)
+            graph.index.ensure_fresh()
         return graph, stats

@@ -132,6 +132,7 @@ def train_command(
     """Train the planner with REINFORCE; writes the checkpoint, a reward CSV and a PNG plot."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from graph.outputs import check_output_file
     from graph.prompts import read_prompts
     from graph.universal import UniversalGraph
     from planner.loading import checkpoint_path
@@ -141,6 +142,7 @@ def train_command(
     settings = ctx.obj
     total = steps or settings.planner.steps
     path = out or checkpoint_path(settings)
+    check_output_file(path, "planner checkpoint")
     if path.exists() and resume is None:
         raise PlannerError(
             f"{path} exists: pass --resume to continue its training, --restart to start over, "

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Says nothing when a client hangs up mid-reply (a crawl that stops reading a download,
+    a browser that moves on): that is the client's choice, not a server error."""
+
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset...
+            return
+        super().handle_error(request, client_address)
 
 
 class LocalServer:
@@ -21,7 +32,7 @@ class LocalServer:
         raise NotImplementedError
 
     def start(self) -> Self:
-        self._httpd = ThreadingHTTPServer((self.host, self.port), self.handler_class())
+        self._httpd = _QuietServer((self.host, self.port), self.handler_class())
         self._httpd.daemon_threads = True
         threading.Thread(
             target=self._httpd.serve_forever, args=(0.05,), name=self.thread_name, daemon=True

@@ -25,6 +25,7 @@ from pydantic_settings import (
 
 from graph.config import GraphConfig
 from graph.records import BaseFamily
+from tools.generation.request import MAX_SEED
 
 TOML_FILE = "diffgraph.toml"
 
@@ -131,7 +132,7 @@ class PlannerSettings(BaseModel):
     )
     baseline_momentum: float = Field(0.9, ge=0, lt=1, description="running_mean: b = m*b + (1-m)*u")
     kl_weight: float = Field(1e-3, ge=0, description="weight of the VGAE KL term")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints")
 
     @model_validator(mode="after")
@@ -198,7 +199,7 @@ class CalibrationSettings(BaseModel):
     """Node calibration (tools/calibration, paper §3.1)."""
 
     images_per_prompt: int = Field(2, ge=1, le=64)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     steps: int = Field(25, ge=1, le=500)
     guidance: float = Field(7.5, ge=0.0, le=50.0)
     size: int | None = Field(None, ge=16, le=4096, description="image side; default: native")
@@ -230,7 +231,7 @@ class AutoLoRASettings(BaseModel):
     pairs_size: int | None = Field(
         None, ge=64, le=2048, description="side of training images; default: native"
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
 
 class BenchmarkSettings(BaseModel):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 import typer
 
 from graph.errors import DiffGraphError
+from tools.seed_option import seed_option
 
 if TYPE_CHECKING:
     from agents.chat.display import ChatView
@@ -32,7 +33,7 @@ def chat(
         typer.Option(help="learned (equal if none is trained), equal, random or llm"),
     ] = "learned",
     seed: Annotated[
-        int | None, typer.Option(min=0, help="first seed (replaces a resumed thread's seed)")
+        int | None, seed_option("first seed (replaces a resumed thread's seed)")
     ] = None,
     no_llm: Annotated[
         bool, typer.Option("--no-llm", help="read messages with the rules even if an LLM is set")
@@ -49,7 +50,6 @@ def chat(
     Messages come from the terminal, from piped stdin, or from --script FILE.
     """
     from agents.chat.display import ChatView
-    from agents.chat.errors import ChatError
     from agents.chat.graph import make_context, open_session, thread_id, threads_path
     from agents.pipeline.cli import parse_size
     from agents.pipeline.context import build_context
@@ -59,9 +59,12 @@ def chat(
     if no_llm:
         llm = settings.llm.model_copy(update={"base_url": None, "model": None})
         settings = settings.model_copy(update={"llm": llm})
+    from graph.input_files import read_text
+    from graph.outputs import check_output_dir
+
     width, height = parse_size(size)
-    if script is not None and not script.is_file():
-        raise ChatError(f"script {script} does not exist: expected a text file, one message a line")
+    check_output_dir(out, "--out")
+    lines = read_text(script, "script").splitlines() if script is not None else None
     thread = thread_id(thread)
     interactive = script is None and sys.stdin.isatty()
     view = ChatView(as_json, echo=not interactive)
@@ -72,7 +75,7 @@ def chat(
             threads_path(settings), make_context(pipeline, out, options), thread, seed
         ) as session:
             view.opened(session)
-            for message in _messages(script, interactive, view):
+            for message in _messages(lines, interactive, view):
                 try:
                     report = session.turn(message)
                 except DiffGraphError as exc:
@@ -91,15 +94,14 @@ def chat(
         pipeline.graph.close()
 
 
-def _messages(script: Path | None, interactive: bool, view: ChatView) -> Iterator[str]:
+def _messages(script: list[str] | None, interactive: bool, view: ChatView) -> Iterator[str]:
     """Non-blank lines that are not ``#`` comments: from the terminal, the script or stdin."""
     if interactive:
         while (line := view.ask()) is not None:
             if line.strip():
                 yield line.strip()
         return
-    lines = script.read_text(encoding="utf-8").splitlines() if script else sys.stdin
-    for line in lines:
+    for line in sys.stdin if script is None else script:
         text = line.strip()
         if text and not text.startswith("#"):
             view.echo(text)

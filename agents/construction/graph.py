@@ -105,10 +105,17 @@ def run_crawl(
 ) -> CrawlReport:
     """Run (or resume) a crawl session to its end and return its report; traced.
 
-    One crawl at a time per data directory: a second one raises ``CrawlLockedError``.
+    One crawl at a time per data directory: a second one raises ``CrawlLockedError``. The
+    session is the graph's writer (other writers wait briefly, then stop).
     """
+    from graph.lock import writer_lock
+
     tracer = ctx.tracer
-    with crawl_lock(Path(checkpoint_path).parent), checkpointer(checkpoint_path) as saver:
+    with (
+        crawl_lock(Path(checkpoint_path).parent),
+        writer_lock(ctx.graph.config.data_dir),
+        checkpointer(checkpoint_path) as saver,
+    ):
         graph = build_graph(saver)
         thread, resume = find_session(graph, request.session_key(), fresh)
         config = {

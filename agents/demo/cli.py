@@ -36,7 +36,9 @@ def demo(
 ) -> None:
     """Run everything end to end on the small trained world: crawl, planner, chat, benchmark."""
     from agents.demo.run import DemoConfig, run_demo
+    from graph.outputs import check_output_dir
 
+    check_output_dir(out, "--out")
     settings = ctx.obj
     config = DemoConfig(world=None) if classic else DemoConfig()
     if classic:

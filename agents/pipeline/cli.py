@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,10 @@ import typer
 
 from graph.console import console, print_json
 from graph.errors import DiffGraphError
+from tools.generation.request import MAX_SIDE, MIN_SIDE
+from tools.seed_option import seed_option
+
+_SIZE = re.compile(r"(\d{1,9})(?:x(\d{1,9}))?")
 
 
 def register(app: typer.Typer) -> None:
@@ -19,11 +24,18 @@ def parse_size(size: str | None) -> tuple[int | None, int | None]:
     """``WIDTHxHEIGHT`` (or one side for a square) as integers; None when not given."""
     if size is None:
         return None, None
-    try:
-        width, _, height = size.lower().partition("x")
-        return int(width), int(height or width)
-    except ValueError as exc:
-        raise DiffGraphError(f"--size {size!r}: expected WIDTHxHEIGHT, e.g. 512x768") from exc
+    match = _SIZE.fullmatch(size.strip().lower())
+    if match is None:
+        raise DiffGraphError(
+            f"--size {size!r}: expected WIDTHxHEIGHT or one side for a square, e.g. 512x768 or 512"
+        )
+    width = int(match[1])
+    height = int(match[2] or width)
+    if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
+        raise DiffGraphError(
+            f"--size {size}: each side must be from {MIN_SIDE} to {MAX_SIDE} pixels"
+        )
+    return width, height
 
 
 def check_size(settings, width: int | None, height: int | None) -> None:
@@ -31,24 +43,17 @@ def check_size(settings, width: int | None, height: int | None) -> None:
     (the family), not its weights."""
     if width is None or settings.base_model is None or not settings.base_model.exists():
         return  # loading the model says what is wrong with it
-    from pydantic import ValidationError
-
     from tools.generation.loading import detect_family
     from tools.generation.request import GenerationRequest
 
-    try:
-        request = GenerationRequest(prompts=["x"], width=width, height=height)
-    except ValidationError as exc:
-        raise DiffGraphError(
-            f"--size {width}x{height}: each side must be from 16 to 4096 pixels"
-        ) from exc
+    request = GenerationRequest(prompts=["x"], width=width, height=height)
     request.size(detect_family(settings.base_model, settings.allow_pickle))
 
 
 def generate(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="what to draw (A1111 syntax welcome)")],
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    seed: Annotated[int, seed_option()] = 0,
     out: Annotated[Path, typer.Option(help="folder for images, recipe, exports")] = Path("out"),
     experts: Annotated[
         str | None, typer.Option(help="comma-separated expert ids: plan over exactly these")
@@ -77,8 +82,15 @@ def generate(
         raise DiffGraphError(f"--planner {planner!r}: expected learned, equal, random or llm")
     if fusion not in ("merge", "gated"):
         raise DiffGraphError(f"--fusion {fusion!r}: expected merge or gated")
-    width, height = parse_size(size)
-    check_size(ctx.obj, width, height)  # before minutes of model loading
+    from graph.outputs import check_output_dir, check_output_file
+    from tools.generation.loading import resolve_device
+
+    width, height = parse_size(size)  # every check before minutes of model loading
+    check_output_dir(out, "--out")
+    if save_merged is not None:
+        check_output_file(save_merged, "--save-merged")
+    resolve_device(ctx.obj.device)
+    check_size(ctx.obj, width, height)
     options = GenerateOptions(
         fusion=fusion,
         seed=seed,

@@ -5,3 +5,7 @@ from graph.errors import DiffGraphError
 
 class PipelineError(DiffGraphError):
     """The pipeline cannot run as asked (wrong family, deprecated expert, nothing to do)."""
+
+
+class WeightsChangedError(PipelineError):
+    """An expert's file whose SHA-256 is not the one the graph registered."""

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +13,9 @@ from pydantic import BaseModel, Field
 
 from agents.pipeline.errors import PipelineError
 from agents.pipeline.export import to_a1111, to_comfyui
+from agents.pipeline.outputs import Writer, png_writer, text_writer, write_all
 from agents.pipeline.recipe import Recipe, RecipeExpert
+from agents.pipeline.verify import hash_cache, verified
 from graph.records import Expert, ExpertKind, ExpertStatus
 
 if TYPE_CHECKING:
@@ -122,8 +122,15 @@ def _run(
         }
     notes = list(ctx.notes)
     experts, missing = _with_weights(experts)
+    if missing and options.experts is not None:
+        raise PipelineError(
+            f"expert(s) {', '.join(missing)} of --experts have no local weights file, so "
+            "nothing of them would be merged. Fix: download them first (`diffgraph crawl`), "
+            "or leave them out of --experts"
+        )
     if missing:
         notes.append(f"skipped (no local weights): {', '.join(missing)}")
+    experts = verified(experts, ctx.settings.data_dir)
     with tracer.span("plan", {"experts": [e.id for e in experts]}) as span:
         plan = _plan(prompt, ctx, experts, selection)
         span["outputs"] = plan.model_dump(mode="json") if plan else None
@@ -322,9 +329,7 @@ def _file_hash(ctx: PipelineContext, path: Path | None) -> str | None:
     """SHA-256 of a single-file model (A1111's ``Model hash``), cached across runs."""
     if path is None or not Path(path).is_file():
         return None
-    from tools.platforms.hash_cache import HashCache
-
-    cache = HashCache(ctx.settings.data_dir / "cache" / "hashes.sqlite")
+    cache = hash_cache(ctx.settings.data_dir)
     try:
         return cache.sha256(Path(path))
     finally:
@@ -373,17 +378,12 @@ def merge_plan(recipe: Recipe, base: Path | None = None):
 
 def save_images(images, out_dir: Path, stem: str, parameters: str | None = None) -> list[Path]:
     """``[N, 3, H, W]`` images in [0, 1] as ``<stem>-<i>.png`` (``parameters``: the A1111
-    prompt text stored in each PNG)."""
-    from PIL import Image
+    prompt text stored in each PNG), all or none."""
+    return write_all(out_dir, _png_writers(images, stem, parameters))
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, image in enumerate(images):
-        path = out_dir / f"{stem}-{i}.png"
-        array = (image.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-        Image.fromarray(array).save(path, pnginfo=_png_info(parameters) if parameters else None)
-        paths.append(path)
-    return paths
+
+def _png_writers(images, stem: str, parameters: str | None) -> dict[str, Writer]:
+    return {f"{stem}-{i}.png": png_writer(image, parameters) for i, image in enumerate(images)}
 
 
 def image_stem(prompt: str, seed: int) -> str:
@@ -393,36 +393,27 @@ def image_stem(prompt: str, seed: int) -> str:
 
 def _write(out_dir: Path, recipe: Recipe, result, selection, plan) -> Outcome:
     stem = image_stem(recipe.prompt, recipe.seed)
-    paths = save_images(result.images, out_dir, stem, to_a1111(recipe))
-    recipe = recipe.model_copy(update={"images": [p.name for p in paths]})
+    images = _png_writers(result.images, stem, to_a1111(recipe))
+    recipe = recipe.model_copy(update={"images": list(images)})
     recipe_path = out_dir / f"{stem}.recipe.json"
-    _atomic_text(recipe_path, recipe.model_dump_json(indent=2))
-    _atomic_text(out_dir / f"{stem}.a1111.txt", to_a1111(recipe) + "\n")
-    _atomic_text(out_dir / f"{stem}.comfyui.json", json.dumps(to_comfyui(recipe), indent=2))
-    return Outcome(
-        recipe=recipe, selection=selection, plan=plan, image_paths=paths, recipe_path=recipe_path
+    write_all(
+        out_dir,
+        {
+            **images,
+            recipe_path.name: text_writer(recipe.model_dump_json(indent=2)),
+            f"{stem}.a1111.txt": text_writer(to_a1111(recipe) + "\n"),
+            f"{stem}.comfyui.json": text_writer(json.dumps(to_comfyui(recipe), indent=2)),
+        },
     )
-
-
-def _png_info(parameters: str):
-    from PIL.PngImagePlugin import PngInfo
-
-    info = PngInfo()
-    info.add_text("parameters", parameters)  # what A1111's "PNG Info" tab reads
-    return info
+    return Outcome(
+        recipe=recipe,
+        selection=selection,
+        plan=plan,
+        image_paths=[out_dir / name for name in images],
+        recipe_path=recipe_path,
+    )
 
 
 def _slug(text: str, limit: int = 40) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
     return slug[:limit].rstrip("-") or "image"
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -28,3 +28,11 @@ class NoExpertsError(SelectionError):
             f"the graph has no active experts of the {family} family to select from{elsewhere}; "
             f"add some with `diffgraph crawl --base {family}` or `diffgraph graph add-expert`"
         )
+
+
+class TagWeightError(SelectionError):
+    def __init__(self, tag: str, weight: float, low: float, high: float) -> None:
+        super().__init__(
+            f"{tag}: weight {weight:g} is out of range: give a LoRA weight from {low:g} to "
+            f"{high:g} (e.g. <lora:name:0.8>)"
+        )

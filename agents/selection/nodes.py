@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from agents.prompt_syntax import CLIP_TOKEN_LIMIT, ParsedPrompt, parse_prompt
 from agents.selection import prompts, tools
-from agents.selection.errors import EmptyPromptError, NoExpertsError
+from agents.selection.errors import EmptyPromptError, NoExpertsError, TagWeightError
 from agents.selection.needs import language_hint, split_negative
 from agents.selection.policy import (
     POLICY,
@@ -33,7 +33,7 @@ from agents.selection.result import (
 from agents.selection.schemas import FilterDecision, PromptAnalysis
 from agents.selection.state import Analysis, Candidate, SelectionContext, SelectionState
 from graph.errors import UnknownExpertError
-from graph.records import ExpertKind
+from graph.records import WEIGHT_RANGE, ExpertKind
 from tools.llm import structured_call
 
 if TYPE_CHECKING:
@@ -62,6 +62,10 @@ def parse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str
         negative = [p.text for p in parse_prompt(negative_text).phrases] if negative_text else []
         if parsed.is_blank:
             raise EmptyPromptError()
+        low, high = WEIGHT_RANGE
+        for tag in parsed.lora_tags:
+            if not low <= tag.weight <= high:
+                raise TagWeightError(tag.raw, tag.weight, low, high)
         family = ctx.settings.family.value
         counts = tools.active_counts(ctx, "parse")
         if not counts.get(family):

@@ -33,12 +33,8 @@ RANDOM_ROWS = ["random", "dare", "diffgraph", "random-activation"]
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_sd15, tiny_sd15_files, embedder):
     """A calibrated graph of tiny experts with real weight files, and the loaded pipeline."""
-    from agents.pipeline.pipeline import PipelineContext
-    from agents.selection.graph import make_context
     from graph.universal import UniversalGraph
-    from planner.planners import EqualPlanner
-    from tests.support.tiny_experts import tiny_experts
-    from tools.generation.generator import Generator
+    from tests.support.tiny_experts import tiny_experts, tiny_pipeline
 
     root = tmp_path_factory.mktemp("benchmark")
     settings = Settings(data_dir=root / "data", base_model=tiny_sd15_files.folder)
@@ -57,14 +53,7 @@ def world(tmp_path_factory, tiny_sd15, tiny_sd15_files, embedder):
         for i, e in enumerate(experts)
         for j, r in enumerate(refs)
     )
-    ctx = PipelineContext(
-        settings=settings,
-        graph=graph,
-        selection=make_context(settings, graph),
-        planner=EqualPlanner(),
-        generator=Generator.from_path(tiny_sd15_files.folder),
-    )
-    yield ctx
+    yield tiny_pipeline(settings, graph, tiny_sd15_files.folder)
     graph.close()
 
 

@@ -65,6 +65,6 @@ def test_queries_load_neither_torch_nor_sentence_transformers(embedder):
 
 def test_onnx_backend_needs_a_fast_tokenizer(tmp_path):
     (tmp_path / "model").mkdir()
-    with pytest.raises(GraphError, match="no tokenizer.json"):
+    with pytest.raises(GraphError, match=r"no tokenizer\.json"):
         Embedder(tmp_path / "model", backend="onnx")
     assert Embedder(tmp_path / "model").backend == "torch"

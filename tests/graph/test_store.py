@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from graph.errors import DuplicateIdError, EmbeddingShapeError, GraphError, UnknownExpertError
+from graph.errors import (
+    DuplicateIdError,
+    EmbeddingShapeError,
+    GraphError,
+    UnknownExpertError,
+    UnreadableRecordError,
+)
 from graph.records import Calibration, ExpertKind, ExpertStatus, ReferencePrompt
 from graph.store import GraphStore
 from tests.graph.helpers import DIM, expert, vec
@@ -68,6 +74,38 @@ def test_nan_embedding_is_refused(store):
     bad[0] = np.nan
     with pytest.raises(EmbeddingShapeError, match="NaN"):
         store.add_expert(expert("a"), bad)
+
+
+def test_infinite_embeddings_are_refused_on_every_write(store):
+    store.add_expert(expert("a"), vec(1))
+    bad = vec(2)
+    bad[3] = np.inf
+    with pytest.raises(EmbeddingShapeError, match="NaN or infinite"):
+        store.add_reference_prompts([(ReferencePrompt(id="r", text="a cat"), bad)])
+    with pytest.raises(EmbeddingShapeError, match="NaN or infinite"):
+        store.update_expert(expert("a"), bad)
+    with pytest.raises(EmbeddingShapeError, match="NaN or infinite"):
+        store.add_version("a", expert("a2"), bad)
+    np.testing.assert_array_equal(store.embeddings(["a"]), vec(1)[None])
+
+
+def test_a_damaged_record_is_skipped_when_listing_and_named_when_asked(store, caplog):
+    _refs(store)
+    store.add_experts([(expert("a"), vec(1)), (expert("b"), vec(2))])
+    store._db.execute("UPDATE experts SET record = '{' WHERE id = 'a'")
+    store._db.execute("UPDATE refs SET text = '' WHERE id = 'r1'")
+    assert [e.id for e in store.experts()] == ["b"]
+    assert [e.id for e in store.experts()] == ["b"]
+    assert [r.id for r in store.reference_prompts()] == ["r0", "r2"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2 and "'a' is damaged" in warnings[0]  # once per record
+    with pytest.raises(UnreadableRecordError, match="graph remove a"):
+        store.expert("a")
+    with pytest.raises(UnreadableRecordError):
+        store.experts(ids=["b", "a"])
+    assert [e.id for e in store.experts(ids=["a", "b"], skip_unreadable=True)] == ["b"]
+    store.remove("a")
+    assert store.arrays().expert_ids == ["b"]
 
 
 def test_new_version_deprecates_old_and_keeps_history(store):

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from agents.pipeline.errors import PipelineError
-from agents.pipeline.pipeline import GenerateOptions, PipelineContext, run
+from agents.pipeline.pipeline import GenerateOptions, run
 from graph.records import BaseFamily, Expert, ExpertKind
 from graph.universal import UniversalGraph
-from planner.planners import EqualPlanner
 from tools.settings import Settings
 
 EXPERTS = [
@@ -24,9 +23,7 @@ EXPERTS = [
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, tiny_sd15, tiny_sd15_files, embedder):
-    from agents.selection.graph import make_context
-    from tests.support.tiny_experts import tiny_experts
-    from tools.generation.generator import Generator
+    from tests.support.tiny_experts import tiny_experts, tiny_pipeline
 
     root = tmp_path_factory.mktemp("pipeline")
     settings = Settings(data_dir=root / "data", base_model=tiny_sd15_files.single_file)
@@ -34,15 +31,7 @@ def world(tmp_path_factory, tiny_sd15, tiny_sd15_files, embedder):
     experts = tiny_experts(tiny_sd15, root, EXPERTS)
     graph = UniversalGraph(settings.graph, embedder=embedder)
     graph.add_experts(experts)
-    generator = Generator.from_path(tiny_sd15_files.folder)
-    ctx = PipelineContext(
-        settings=settings,
-        graph=graph,
-        selection=make_context(settings, graph),
-        planner=EqualPlanner(),
-        generator=generator,
-    )
-    yield ctx
+    yield tiny_pipeline(settings, graph, tiny_sd15_files.folder)
     graph.close()
 
 

@@ -65,3 +65,17 @@ def test_range_requests(demo):
 def test_every_nth_api_call_is_throttled(demo):
     statuses = [httpx.get(f"{demo.url}/api/v1/models/9001").status_code for _ in range(8)]
     assert statuses == [200, 200, 200, 429, 200, 200, 200, 429]
+
+
+def test_a_client_hanging_up_prints_no_traceback(demo, capsys):
+    for error in (BrokenPipeError(32, "Broken pipe"), ConnectionResetError(104, "reset")):
+        try:
+            raise error
+        except ConnectionError:
+            demo._httpd.handle_error(None, ("127.0.0.1", 1))
+    assert capsys.readouterr().err == ""
+    try:
+        raise ValueError("a real bug")
+    except ValueError:
+        demo._httpd.handle_error(None, ("127.0.0.1", 1))
+    assert "ValueError: a real bug" in capsys.readouterr().err

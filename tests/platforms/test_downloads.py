@@ -159,3 +159,11 @@ def test_pickles_only_with_opt_in():
     with pytest.raises(UnsafeFileError, match="--allow-pickle"):
         safe_filename("model.ckpt")
     assert safe_filename("model.ckpt", allow_pickle=True) == "model.ckpt"
+
+
+def test_a_size_just_over_the_limit_is_shown_in_bytes(civitai, demo, dest):
+    file = _weights(civitai, demo, "pixel-art")
+    limit = DownloadPolicy(max_bytes=int(0.01 * 2**30))
+    with pytest.raises(FileTooLargeError) as refused:
+        download(civitai.http, file.download_url, dest, file.name, None, limit.max_bytes + 1, limit)
+    assert "10,737,419 bytes is over the limit of 10,737,418 bytes" in str(refused.value)

@@ -140,3 +140,16 @@ def test_a_broken_file_is_skipped_with_its_reason(tmp_path):
     models, skipped = LocalScanner().scan([tmp_path])
     assert models == [] and "broken.safetensors" in skipped[0].item
     assert "safetensors" in skipped[0].reason
+
+
+def test_sidecars_with_a_bom_are_read_and_too_deep_ones_skipped(tmp_path):
+    folder = tmp_path / "models" / "Lora"
+    bom = _lora(folder / "bom.safetensors", seed=3)
+    bom.with_suffix(".json").write_text(
+        json.dumps({"activation text": "inkline", "sd version": "SD1"}), encoding="utf-8-sig"
+    )
+    deep = _lora(folder / "deep.safetensors", seed=4)
+    deep.with_suffix(".json").write_text("[" * 100_000 + "]" * 100_000)
+    models, _ = LocalScanner().scan([tmp_path])
+    words = {m.latest.files[0].name: m.latest.trained_words for m in models}
+    assert words["bom.safetensors"] == ["inkline"] and "deep.safetensors" in words

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from graph.records import BaseFamily, Expert, ExpertKind, WeightFile
+
+if TYPE_CHECKING:
+    from agents.pipeline.pipeline import PipelineContext
+    from graph.universal import UniversalGraph
+    from tools.settings import Settings
 
 # (expert id, "ckpt" | "peft", description, trigger words)
 ExpertSpec = tuple[str, str, str, Sequence[str]]
@@ -35,3 +41,20 @@ def tiny_experts(pipe, folder: Path, specs: Sequence[ExpertSpec]) -> list[Expert
             )
         )
     return experts
+
+
+def tiny_pipeline(settings: Settings, graph: UniversalGraph, folder: Path) -> PipelineContext:
+    """The pipeline over ``graph``: no-LLM selection, the equal planner and the tiny
+    generator loaded from the diffusers ``folder``."""
+    from agents.pipeline.pipeline import PipelineContext
+    from agents.selection.graph import make_context
+    from planner.planners import EqualPlanner
+    from tools.generation.generator import Generator
+
+    return PipelineContext(
+        settings=settings,
+        graph=graph,
+        selection=make_context(settings, graph),
+        planner=EqualPlanner(),
+        generator=Generator.from_path(folder),
+    )

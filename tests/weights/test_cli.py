@@ -70,3 +70,22 @@ def test_pickle_and_bad_requests_exit_2(tmp_path):
     assert result.exit_code == 2 and "--allow-pickle" in result.output
     result = invoke("merge", "--ckpt", "a.safetensors", "--method", "slerp", "-o", "o.safetensors")
     assert result.exit_code == 2 and "unknown merge method" in result.output
+
+
+def test_merge_output_that_cannot_be_written_fails_before_merging(tiny_files, tmp_path):
+    (tmp_path / "file").write_text("")
+    lora = ["--lora", f"{tiny_files['lora_kohya']}:1", "--base", str(tiny_files["ckpt_ldm"])]
+    for output, message in (
+        (tmp_path, "is a folder: give a file path"),
+        (tmp_path / "file" / "merged.safetensors", "is a file, not a folder"),
+    ):
+        result = invoke("merge", *lora, "-o", str(output))
+        assert result.exit_code == 2 and message in result.stderr, result.output
+        assert "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_merge_plan_that_is_not_utf8_is_one_line(tmp_path):
+    (tmp_path / "plan.json").write_bytes(b'{"loras": [{"path": "caf\xe9.safetensors"}]}')
+    result = invoke("merge", "--plan", str(tmp_path / "plan.json"), "-o", str(tmp_path / "m"))
+    assert result.exit_code == 2 and "cannot read merge config" in result.stderr, result.output

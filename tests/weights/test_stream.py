@@ -17,6 +17,7 @@ from tools.weights.convert import diffusers_to_ldm
 from tools.weights.errors import IncompatibleExpertsError, MergeConfigError, WeightsError
 from tools.weights.families import named_parameters
 from tools.weights.files import StreamingWriter, TensorSource
+from tools.weights.keymap import required_ldm_keys
 from tools.weights.plan import MergePlan, WeightedExpert
 from tools.weights.stream import merge_to_file
 from tools.weights.write import save_adapter
@@ -107,7 +108,8 @@ def test_incompatible_checkpoints_write_nothing(tiny_files, tmp_path):
 def test_sdxl_text_encoder_2_lora_lands_in_the_fused_in_proj(tmp_path):
     te2 = tiny_open_clip()
     ldm = diffusers_to_ldm({"text_encoder_2": te2.state_dict()}, BaseFamily.SDXL)
-    save_file(ldm, str(tmp_path / "xl.safetensors"))
+    filler = {k: torch.zeros(1) for k in required_ldm_keys(BaseFamily.SDXL) if k not in ldm}
+    save_file({**filler, **ldm}, str(tmp_path / "xl.safetensors"))  # a complete key set
     q = "text_encoder_2.text_model.encoder.layers.1.self_attn.q_proj"
     up, down = randn(8, 2), randn(2, 8, seed=1)
     lora = Adapter(

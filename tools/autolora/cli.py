@@ -39,6 +39,7 @@ def encoder_command(
     from tools.autolora.train import train_encoder_on_graph
 
     settings = ctx.obj
+    _check_out(out)
     with UniversalGraph(settings.graph) as graph, _progress("encoder", as_json) as on_step:
         report = train_encoder_on_graph(settings, graph, steps=steps, out=out, on_step=on_step)
     _show(report, as_json)
@@ -68,12 +69,20 @@ def fusion_command(
     from tools.generation.generator import Generator
 
     settings = ctx.obj
+    _check_out(out)
     generator = Generator.from_settings(settings, base_model)
     with UniversalGraph(settings.graph) as graph, _progress("fusion", as_json) as on_step:
         report = train_fusion_on_graph(
             settings, graph, generator, steps=steps, pairs_dir=pairs_dir, out=out, on_step=on_step
         )
     _show(report, as_json)
+
+
+def _check_out(out: Path | None) -> None:
+    from graph.outputs import check_output_file
+
+    if out is not None:
+        check_output_file(out, "--out")
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 import typer
 
 from graph.console import console, err_console, print_json, print_table
+from tools.seed_option import seed_option
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 ref_app = typer.Typer(help="Reference prompts used to calibrate experts.", no_args_is_help=True)
@@ -38,8 +39,8 @@ def calibrate_command(
     workers: Annotated[int | None, typer.Option(min=1, help="Ray actors")] = None,
     images_per_prompt: Annotated[int | None, typer.Option("--images", "-n", min=1)] = None,
     steps: Annotated[int | None, typer.Option(min=1)] = None,
-    seed: Annotated[int | None, typer.Option(min=0)] = None,
-    size: Annotated[int | None, typer.Option(min=16, help="image side")] = None,
+    seed: Annotated[int | None, seed_option()] = None,
+    size: Annotated[int | None, typer.Option(min=16, max=4096, help="image side")] = None,
     metrics: Annotated[
         list[str] | None, typer.Option("--metric", help="scorer (repeatable); default: settings")
     ] = None,
@@ -136,7 +137,7 @@ def pick(
     ctx: typer.Context,
     source: Annotated[Path, typer.Option("--from", help="prompt file (.txt or .jsonl)")],
     n: Annotated[int, typer.Option("--n", min=1, help="how many prompts to pick")],
-    seed: Annotated[int, typer.Option(min=0)] = 0,
+    seed: Annotated[int, seed_option("k-means seed", maximum=2**32 - 1)] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="read at most this many")] = None,
     add: Annotated[bool, typer.Option("--add/--no-add", help="add them to the graph")] = True,
     as_json: JsonFlag = False,

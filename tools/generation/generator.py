@@ -267,4 +267,10 @@ class Generator:
             kwargs.update(prompt_embeds=embeds, negative_prompt_embeds=negative)
         with torch.inference_mode():
             images = self.pipe(**kwargs).images
+        if not bool(torch.isfinite(images).all()):
+            raise GenerationError(
+                "the pipeline produced NaN or infinite pixels (they would be saved as a black "
+                "image): its weights overflow. Fix: use dtype float32 or bfloat16 (SDXL's VAE "
+                "overflows in float16), and leave out experts that make it overflow"
+            )
         return images.float().clamp(0, 1).cpu()

@@ -47,10 +47,30 @@ class LoadedPipeline:
 
 
 def resolve_device(name: str) -> str:
-    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; anything else as given."""
-    if name != "auto":
-        return name
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; anything else as given, once
+    this machine is known to have it."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    fix = "Fix: set device (DIFFGRAPH_DEVICE) to auto or cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ModelLoadError(
+            f"device {name!r} is not a torch device (cuda, cuda:N, mps). {fix}"
+        ) from exc
+    if device.type == "cuda":
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+            missing = f"this torch ({torch.__version__}) is built without CUDA"
+        elif not torch.cuda.is_available():
+            missing = "no CUDA GPU is visible (driver, CUDA_VISIBLE_DEVICES)"
+        elif (device.index or 0) >= torch.cuda.device_count():
+            missing = f"this machine has {torch.cuda.device_count()} CUDA GPU(s)"
+        else:
+            return name
+        raise ModelLoadError(f"device {name!r} is not available: {missing}. {fix}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelLoadError(f"device {name!r} is not available on this machine. {fix}")
+    return name
 
 
 def resolve_dtype(name: str, device: str) -> torch.dtype:

@@ -6,6 +6,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from graph.records import BaseFamily
 
+# Seeds a user may give: image i (benchmark prompt i) uses seed + i, a signed 64-bit integer.
+MAX_SEED = 2**63 - 2**16
+# Image sides a pipeline is asked for (each family also needs a multiple of its stride).
+MIN_SIDE, MAX_SIDE = 16, 4096
 # Default image side and the multiple every side must be, per family (VAE / patch stride).
 DEFAULT_SIDE = {BaseFamily.SD15: 512, BaseFamily.SDXL: 1024, BaseFamily.FLUX1: 1024}
 SIDE_MULTIPLE = {BaseFamily.SD15: 8, BaseFamily.SDXL: 8, BaseFamily.FLUX1: 16}
@@ -24,8 +28,8 @@ class GenerationRequest(BaseModel):
     images_per_prompt: int = Field(1, ge=1, le=64)
     steps: int = Field(30, ge=1, le=500)
     guidance: float = Field(7.5, ge=0.0, le=50.0)
-    width: int | None = Field(None, ge=16, le=4096)
-    height: int | None = Field(None, ge=16, le=4096)
+    width: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE)
+    height: int | None = Field(None, ge=MIN_SIDE, le=MAX_SIDE)
     seed: int = Field(0, ge=0, lt=2**63 - 64)
 
     @field_validator("prompts")

@@ -94,12 +94,20 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _gib(*sizes: int) -> list[str]:
+    """Byte counts as GiB with two decimals, or as bytes where those would look equal."""
+    shown = [f"{size / 2**30:.2f} GiB" for size in sizes]
+    if len(set(shown)) < len(set(sizes)):
+        return [f"{size:,} bytes" for size in sizes]
+    return shown
+
+
 def _check_size(name: str, size: int | None, policy: DownloadPolicy) -> None:
     if size is not None and size > policy.max_bytes:
+        got, limit = _gib(size, policy.max_bytes)
         raise FileTooLargeError(
-            f"refusing to download {name}: {size / 2**30:.2f} GiB is over the limit of "
-            f"{policy.max_bytes / 2**30:.2f} GiB; raise DIFFGRAPH_PLATFORMS__MAX_FILE_GB "
-            "to accept it"
+            f"refusing to download {name}: {got} is over the limit of {limit}; raise "
+            "DIFFGRAPH_PLATFORMS__MAX_FILE_GB to accept it"
         )
 
 
@@ -119,10 +127,10 @@ def _check_disk(dest_dir: Path, name: str, remaining: int | None, policy: Downlo
     free = shutil.disk_usage(dest_dir).free
     need = (remaining or 0) + policy.min_free_bytes
     if free < need:
+        shown = _gib(free, need, remaining or 0, policy.min_free_bytes)
         raise DiskSpaceError(
-            f"not enough disk for {name} in {dest_dir}: {free / 2**30:.2f} GiB free, need "
-            f"{need / 2**30:.2f} GiB ({(remaining or 0) / 2**30:.2f} GiB file + "
-            f"{policy.min_free_bytes / 2**30:.2f} GiB kept free); free space or lower "
+            f"not enough disk for {name} in {dest_dir}: {shown[0]} free, need {shown[1]} "
+            f"({shown[2]} file + {shown[3]} kept free); free space or lower "
             "DIFFGRAPH_PLATFORMS__MIN_FREE_GB"
         )
 

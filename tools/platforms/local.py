@@ -153,9 +153,9 @@ class LocalScanner:
         if not sidecar.is_file():
             return None
         try:
-            data = json.loads(sidecar.read_text(encoding="utf-8"))
+            data = json.loads(sidecar.read_text(encoding="utf-8-sig"))
             return parse_version_response(data, "civitai", "https://civitai.com")
-        except (json.JSONDecodeError, UnicodeDecodeError, MalformedResponseError) as exc:
+        except (ValueError, RecursionError, MalformedResponseError) as exc:  # JSON, UTF-8
             log.warning("ignoring %s: %s", sidecar, exc)
             return None
 
@@ -227,8 +227,8 @@ def _a1111_sidecar(path: Path) -> dict:
     if not sidecar.is_file():
         return {}
     try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(sidecar.read_text(encoding="utf-8-sig"))
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deeply
         log.warning("ignoring %s: %s", sidecar, exc)
         return {}
     return data if isinstance(data, dict) else {}

@@ -23,6 +23,8 @@ from tools.weights.names import canonical_name
 
 ModuleKind = Literal["lora", "loha", "lokr", "full"]
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2", "transformer")
+# Largest |alpha / rank| accepted: trained LoRAs stay within a few units; beyond, corruption.
+MAX_SCALE = 1024.0
 
 # factor names each kind requires / accepts
 _REQUIRED: dict[str, frozenset[str]] = {
@@ -95,6 +97,11 @@ class AdapterModule:
                 return f"{up} {f[up]} and {down} {f[down]} do not share a positive rank"
             if self.kind == "lora" and any(n != 1 for n in f[up][2:]):
                 return f"{up} {f[up]} must be a matrix or a 1x1 kernel"
+        if abs(self.scale) > MAX_SCALE:
+            return (
+                f"alpha {self.alpha:g} over rank {self.rank} scales the delta by {self.scale:g}, "
+                f"beyond the ±{MAX_SCALE:g} of any trained LoRA"
+            )
         return None
 
     @property

@@ -4,7 +4,9 @@
 affected weight to the plan's merge — checkpoints combined by the plan's method, then the
 weighted LoRA deltas added — after saving the original tensors; ``restore()`` copies them
 back bit for bit, so the next prompt needs no reload. Everything is validated first:
-a LoRA key matching no module, or a checkpoint missing a tensor, changes nothing.
+a LoRA key matching no module, or a checkpoint missing a tensor, changes nothing; a NaN
+or infinite input or result, found tensor by tensor, is refused and the tensors merged
+so far are put back (unless ``backup="none"``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tools.weights.checkpoints import Checkpoint
 from tools.weights.combine import combined_delta
 from tools.weights.errors import IncompatibleExpertsError, MergeConfigError
 from tools.weights.families import named_parameters, weight_modules
+from tools.weights.finite import check_adapter, checked, checked_result
 from tools.weights.methods import MergeMethod, MethodParams, get_method, method_params
 from tools.weights.plan import MergePlan
 from tools.weights.read import read_adapter
@@ -142,6 +145,7 @@ def apply_merge(
     modules = weight_modules({n: tuple(p.shape) for n, p in params.items()})
     method = get_method(plan.method)
     options = method_params(plan.method, plan.params)
+    plan.check_weights()
     configs = component_configs(components)
     adapters = [
         read_adapter(
@@ -153,16 +157,22 @@ def apply_merge(
         )
         for e in plan.loras
     ]
+    for adapter in adapters:
+        check_adapter(adapter)
     checkpoints = [Checkpoint(e.path, family=family, configs=configs) for e in plan.checkpoints]
     try:
         _check_checkpoints(checkpoints, params, plan)
         changed = _changed(params, adapters, bool(checkpoints))
         store = _Backup(backup, backup_dir)
         with torch.no_grad():
-            for name in changed:
+            for i, name in enumerate(changed):
                 param = params[name]
                 store.save(name, param)
-                _merge_into(name, param, checkpoints, adapters, plan, method, options)
+                try:
+                    _merge_into(name, param, checkpoints, adapters, plan, method, options)
+                except BaseException:
+                    _undo(changed[: i + 1], params, store)
+                    raise
     finally:
         for checkpoint in checkpoints:
             checkpoint.close()
@@ -175,6 +185,14 @@ def apply_merge(
         plan.method,
     )
     return AppliedMerge(plan, changed, counts, {n: params[n] for n in changed}, store)
+
+
+def _undo(names: list[str], params: Mapping[str, Tensor], store: _Backup) -> None:
+    """Put back the tensors saved before a merge that failed midway (if they were saved)."""
+    if store.mode != "none":
+        for name in names:
+            params[name].copy_(store.load(name).to(params[name].device))
+    store.close()
 
 
 def _check_checkpoints(
@@ -229,7 +247,10 @@ def _merge_into(
     weight = param.detach()
     work = weight if weight.dtype == torch.float32 else weight.float()  # may alias param
     if checkpoints:
-        tensors = [c.diffusers_tensor(name).to(device) for c in checkpoints]
+        tensors = [
+            checked(c.diffusers_tensor(name), c.path, f"tensor {name}").to(device)
+            for c in checkpoints
+        ]
         combine = method.for_checkpoints()
         if method.checkpoints == "weights":
             work = combine(tensors, plan.checkpoint_weights(), options, name).to(device)
@@ -245,6 +266,8 @@ def _merge_into(
     ]
     if present:
         modules, weights = zip(*present, strict=True)
-        work.add_(combined_delta(modules, weights, method, options, work, part, name))
+        delta = combined_delta(modules, weights, method, options, work, part, name)
+        work.add_(checked_result(delta, f"the LoRA delta of {name}"))
     if work is not weight:
         weight.copy_(work)
+    checked_result(weight, f"the merged tensor {name}")  # in the parameter's dtype

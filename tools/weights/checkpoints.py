@@ -21,7 +21,7 @@ from graph.records import BaseFamily
 from tools.weights import files
 from tools.weights.errors import UnsupportedFormatError, WeightsError
 from tools.weights.families import detect_checkpoint_family
-from tools.weights.keymap import LDM_PREFIXES, Link, ldm_aliases, link_for
+from tools.weights.keymap import LDM_PREFIXES, Link, ldm_aliases, link_for, required_ldm_keys
 from tools.weights.names import canonical_name
 
 Layout = Literal["ldm", "diffusers"]
@@ -174,6 +174,10 @@ class Checkpoint:
         if self.layout == "ldm":
             return list(self._where)
         return list(self.links_by_ldm())
+
+    def missing_keys(self) -> list[str]:
+        """LDM keys of the family's complete key set that this checkpoint lacks."""
+        return sorted(required_ldm_keys(self.family) - set(self.ldm_keys()))
 
     def ldm_shape(self, key: str) -> tuple[int, ...]:
         if self.layout == "ldm":

@@ -102,9 +102,11 @@ def convert(
     dtype: Annotated[str | None, typer.Option(help="float32, float16 or bfloat16")] = None,
 ) -> None:
     """Export an SD 1.5 / SDXL checkpoint to one LDM-layout file (A1111 / ComfyUI)."""
+    from graph.outputs import check_output_file
     from tools.weights.convert import export_single_file
     from tools.weights.stream import torch_dtype
 
+    check_output_file(output, "-o")
     export_single_file(source, output, torch_dtype(dtype) if dtype else None)
     console.print(f"wrote {output}")
 
@@ -154,9 +156,11 @@ def merge(
     --ckpt A:0.7 --ckpt B:0.3 is a 70/30 weighted sum (--normalize softmax for the paper's
     softmax, which the planner's coefficients use).
     """
+    from graph.outputs import check_output_file
     from tools.weights.plan import MergePlan, plan_from_options
     from tools.weights.stream import merge_to_file
 
+    check_output_file(output, "-o")
     if config is not None:
         plan = MergePlan.from_file(config)
     else:

@@ -67,3 +67,7 @@ class IncompatibleExpertsError(WeightsError):
             f"{what} does not fit {against}: {len(missing)} tensor(s) missing, {len(wrong)} of "
             f"another shape ({shown}); nothing was written or applied. Fix: {fix}"
         )
+
+
+class NonFiniteError(WeightsError):
+    """NaN or infinite values in an expert file or in a merge result."""

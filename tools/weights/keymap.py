@@ -42,6 +42,15 @@ IGNORED_LDM = re.compile(
     r".*\.position_ids$|.*logit_scale$|lvlb_weights|edm_vpred\.|v_pred$|ztsnr$)"
 )
 
+# Family keys a complete checkpoint may lack: SDXL conditions on the penultimate layer of
+# both text encoders, so some releases drop their last layer, final norm and projection.
+OPTIONAL_LDM: dict[BaseFamily, re.Pattern[str]] = {
+    BaseFamily.SDXL: re.compile(
+        r"^conditioner\.embedders\.(0\.transformer\.text_model\.(encoder\.layers\.11\.|"
+        r"final_layer_norm\.)|1\.model\.(transformer\.resblocks\.31\.|ln_final\.|text_projection))"
+    ),
+}
+
 _RESNET = (
     ("in_layers.0", "norm1"),
     ("in_layers.2", "conv1"),
@@ -334,6 +343,24 @@ def family_links(family: BaseFamily) -> tuple[Link, ...]:
             f"no LDM ↔ diffusers conversion for {family.value}: only sd15 and sdxl are supported"
         )
     return tuple(links_for(family, parameter_shapes(family)))
+
+
+@functools.cache
+def required_ldm_keys(family: BaseFamily) -> frozenset[str]:
+    """LDM keys of the UNet and text encoder(s) every complete checkpoint of ``family`` holds
+    (none known for FLUX.1). The VAE is not required: files ship without one, with another
+    ("baked VAE") or, like the small world, with a smaller one; the base's VAE serves."""
+    if family not in LDM_PREFIXES:
+        return frozenset()
+    optional = OPTIONAL_LDM.get(family)
+    vae = LDM_PREFIXES[family]["vae"]
+    return frozenset(
+        link.ldm
+        for link in family_links(family)
+        if not IGNORED_LDM.match(link.ldm)
+        and not link.ldm.startswith(vae)
+        and not (optional and optional.match(link.ldm))
+    )
 
 
 def ldm_aliases(key: str) -> str:

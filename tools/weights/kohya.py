@@ -82,7 +82,10 @@ def parse_kohya(
         try:
             modules[name] = _module(parts, tuple(keys))
         except ValueError as exc:
-            raise WeightsError(f"{source}: module {stem}: {exc}") from exc
+            raise WeightsError(
+                f"{source}: module {stem}: {exc}. Fix: re-download the file, or re-save it "
+                "with the tool that trained it"
+            ) from exc
     if unmatched:
         raise UnmatchedKeysError(
             source,

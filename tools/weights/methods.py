@@ -29,9 +29,9 @@ from tools.weights.errors import MergeConfigError
 
 
 class MethodParams(BaseModel):
-    """Parameters of a merge method (unknown fields are errors)."""
+    """Parameters of a merge method (unknown fields and NaN / infinite numbers are errors)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class NoParams(MethodParams):

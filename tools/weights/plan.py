@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +21,8 @@ from tools.weights.methods import get_method, method_params, normalized
 Normalize = Literal["softmax", "strength", "raw"]
 # What weights a user writes mean: A1111's (a LoRA's strength, checkpoint shares).
 USER_NORMALIZE: Normalize = "strength"
+# Largest merge weight accepted (after normalising): beyond it, a typo or a bug.
+MAX_WEIGHT = 20.0
 
 
 class WeightedExpert(BaseModel):
@@ -74,6 +77,26 @@ class MergePlan(BaseModel):
             )
         return self
 
+    def check_weights(self) -> None:
+        """Refuse a coefficient that is no finite number, or a merge weight beyond
+        ±:data:`MAX_WEIGHT` (a typo, or checkpoint shares that nearly cancel)."""
+        experts = [*self.checkpoints, *self.loras]
+        for expert in experts:
+            if not math.isfinite(expert.coefficient):
+                raise MergeConfigError(
+                    f"{expert.label}: weight {expert.coefficient} is not a finite number; "
+                    "nothing was merged. Fix: give a number such as 0.7"
+                )
+        weights = [*self.checkpoint_weights(), *self.lora_weights()]
+        for expert, weight in zip(experts, weights, strict=True):
+            if abs(weight) > MAX_WEIGHT:
+                raise MergeConfigError(
+                    f"{expert.label}: weight {expert.coefficient:g} gives merge weight "
+                    f"{weight:g} (normalize={self.normalize}), beyond ±{MAX_WEIGHT:g}; nothing "
+                    f"was merged. Fix: use LoRA strengths within ±{MAX_WEIGHT:g} and checkpoint "
+                    "weights that add up to clearly more than 0"
+                )
+
     def checkpoint_weights(self) -> list[float]:
         coefficients = [e.coefficient for e in self.checkpoints]
         if self.normalize != "strength":
@@ -106,8 +129,8 @@ class MergePlan(BaseModel):
         """A plan from a YAML or JSON file; relative expert paths resolve from its folder."""
         path = Path(path)
         try:
-            text = path.read_text()
-        except OSError as exc:
+            text = path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
             raise MergeConfigError(f"cannot read merge config {path}: {exc}") from exc
         try:
             if path.suffix.lower() in {".yaml", ".yml"}:

@@ -21,6 +21,7 @@ from tools.weights.checkpoints import Checkpoint
 from tools.weights.combine import combined_delta
 from tools.weights.errors import IncompatibleExpertsError, MergeConfigError, UnmatchedKeysError
 from tools.weights.files import StreamingWriter
+from tools.weights.finite import check_adapter, checked, checked_result
 from tools.weights.keymap import IGNORED_LDM, Link, link_for
 from tools.weights.methods import get_method, method_params
 from tools.weights.modelspec import merged_metadata
@@ -69,6 +70,7 @@ def merge_to_file(
     """
     method = get_method(plan.method)
     options = method_params(plan.method, plan.params)
+    plan.check_weights()
     needs_base = method.checkpoints == "task_vectors" and plan.checkpoints
     if (needs_base or not plan.checkpoints) and plan.base is None:
         raise MergeConfigError(
@@ -92,11 +94,14 @@ def merge_to_file(
         ldm_keys = reference.ldm_keys()
         keys = [k for k in ldm_keys if not IGNORED_LDM.match(k)]
         carried = [k for k in ldm_keys if IGNORED_LDM.match(k) and not k.startswith(EMA)]
+        _check_complete(opened)
         _check_keys(reference, opened, keys)
         shapes = {k: reference.ldm_shape(k) for k in keys}
         adapters = [
             read_adapter(e.path, family=family, allow_pickle=allow_pickle) for e in plan.loras
         ]
+        for adapter in adapters:
+            check_adapter(adapter)
         targets = _lora_targets(adapters, shapes, family)
         layout = {k: (reference.ldm_dtype(k), reference.ldm_shape(k)) for k in carried}
         layout.update({k: (_out_dtype(reference.ldm_dtype(k), dtype), shapes[k]) for k in keys})
@@ -121,10 +126,10 @@ def merge_to_file(
         ckpt_weights, lora_weights = plan.checkpoint_weights(), plan.lora_weights()
         with StreamingWriter(output, layout, info) as writer:
             for key in carried:
-                writer.write(key, reference.ldm_tensor(key))
+                writer.write(key, _read(reference, key))
             for key in keys:
-                tensors = [s.ldm_tensor(key) for s in sources]
-                original = tensors[0] if tensors else base.ldm_tensor(key)
+                tensors = [_read(s, key) for s in sources]
+                original = tensors[0] if tensors else _read(base, key)
                 if not original.is_floating_point():
                     writer.write(key, original)
                     continue
@@ -133,13 +138,15 @@ def merge_to_file(
                 elif method.checkpoints == "weights":
                     value = method.for_checkpoints()(tensors, ckpt_weights, options, key)
                 else:
-                    anchor = base.ldm_tensor(key).float()
+                    anchor = _read(base, key).float()
                     diffs = [t.float() - anchor for t in tensors]
                     value = anchor + method.for_checkpoints()(diffs, ckpt_weights, options, key)
                 del tensors
                 if key in targets:
                     value = _add_deltas(value, targets[key], lora_weights, method, options)
-                writer.write(key, value.to(layout[key][0]))
+                writer.write(
+                    key, checked_result(value.to(layout[key][0]), f"the merged tensor {key}")
+                )
     finally:
         for checkpoint in opened:
             checkpoint.close()
@@ -166,6 +173,25 @@ def torch_dtype(name: str) -> torch.dtype:
 
 def _out_dtype(source: torch.dtype, wanted: str | None) -> torch.dtype:
     return torch_dtype(wanted) if wanted and source.is_floating_point else source
+
+
+def _read(checkpoint: Checkpoint, key: str) -> torch.Tensor:
+    """LDM tensor ``key`` of ``checkpoint``, refused if it holds NaN or infinity."""
+    return checked(checkpoint.ldm_tensor(key), checkpoint.path, f"tensor {key}")
+
+
+def _check_complete(checkpoints: list[Checkpoint]) -> None:
+    """Refuse a checkpoint that lacks tensors of its family's complete key set."""
+    for checkpoint in checkpoints:
+        missing = checkpoint.missing_keys()
+        if missing:
+            raise IncompatibleExpertsError.mismatch(
+                f"checkpoint {checkpoint.path}",
+                f"the complete {checkpoint.family.value} key set",
+                missing,
+                [],
+                "re-download the file: it is truncated or was saved without some tensors",
+            )
 
 
 def _check_keys(reference: Checkpoint, others: list[Checkpoint], keys: list[str]) -> None:

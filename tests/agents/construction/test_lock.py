@@ -2,46 +2,22 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from agents.construction.lock import CrawlLockedError, crawl_lock
-
-ROOT = Path(__file__).resolve().parents[3]
-HOLDER = """
-import sys
-from agents.construction.lock import crawl_lock
-with crawl_lock(sys.argv[1]):
-    print("locked", flush=True)
-    sys.stdin.readline()
-"""
+from tests.support.locks import held_elsewhere
 
 
 def test_a_second_crawl_is_refused_with_the_first_ones_pid(tmp_path):
     folder = tmp_path / "data" / "crawl"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(folder)],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with (
-            pytest.raises(
-                CrawlLockedError, match=rf"another crawl is running \(pid {holder.pid}\)"
-            ),
-            crawl_lock(folder),
-        ):
-            pass
-    finally:
-        holder.communicate("\n", timeout=60)
+    with (
+        held_elsewhere("agents.construction.lock.crawl_lock", folder) as pid,
+        pytest.raises(CrawlLockedError, match=rf"another crawl is running \(pid {pid}\)"),
+        crawl_lock(folder),
+    ):
+        pass
     with crawl_lock(folder):  # released when the first one ends
-        assert (folder / "crawl.pid").read_text() != str(holder.pid)
+        assert (folder / "crawl.pid").read_text() != str(pid)
     assert not (folder / "crawl.pid").exists()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from graph.records import BaseFamily, Expert, ExpertKind, ExpertStatus, WeightFile
@@ -140,6 +142,21 @@ def make_experts() -> list[Expert]:
         ),
     ]
     return experts
+
+
+def known_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder) -> Path:
+    """``tmp_path/data`` holding the known graph, with the CLI pointed at it (and no LLM)."""
+    from graph.config import GraphConfig
+    from graph.universal import UniversalGraph
+
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("DIFFGRAPH_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr("graph.universal.Embedder", lambda *args, **kwargs: embedder)
+    with UniversalGraph(GraphConfig(data_dir=tmp_path / "data"), embedder) as graph:
+        graph.add_experts(make_experts())
+    return tmp_path / "data"
 
 
 @pytest.fixture(scope="session")

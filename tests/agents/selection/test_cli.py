@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.agents.selection.conftest import make_experts
+from tests.agents.selection.conftest import known_data_dir
 from tests.agents.selection.test_llm import scripted
 
 PROMPT = "a portrait of a young woman with red hair, watercolor"
@@ -17,17 +17,9 @@ PROMPT = "a portrait of a young woman with red hair, watercolor"
 
 @pytest.fixture
 def cli(tmp_path, monkeypatch, embedder):
-    from graph.config import GraphConfig
-    from graph.universal import UniversalGraph
     from tools.cli import build_app
 
-    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DIFFGRAPH_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr("graph.universal.Embedder", lambda *args, **kwargs: embedder)
-    with UniversalGraph(GraphConfig(data_dir=tmp_path / "data"), embedder) as graph:
-        graph.add_experts(make_experts())
+    known_data_dir(tmp_path, monkeypatch, embedder)
     app = build_app()
     runner = CliRunner()
     return lambda *args: runner.invoke(app, list(args))
@@ -81,3 +73,11 @@ def test_select_with_llm_from_environment(cli, monkeypatch, openai_server):
     forced = cli("select", PROMPT, "--json", "--no-llm")
     assert json.loads(forced.stdout)["mode"] == "no-llm"
     assert len(openai_server.chat_requests) == 2  # none from the --no-llm run
+
+
+def test_a_lora_tag_weight_out_of_range_is_refused(cli):
+    result = cli("select", "a woman with red hair <lora:lora-red-hair:999>")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "<lora:lora-red-hair:999>: weight 999 is out of range" in result.stderr
+    assert "from -5 to 5" in result.stderr
+    assert cli("select", "a woman with red hair <lora:lora-red-hair:0.8>").exit_code == 0
