@@ -96,7 +96,7 @@ def chat_script(prompts: list[str], world: bool = False) -> list[str]:
         "/show",
         second,
         "/seed 7",
-        "/save saved --merged",
+        "/save --merged",  # into the run's output folder, not the working directory
         third,
     ]
 

@@ -35,7 +35,7 @@ SEED = 0
 class BuildConfig:
     """Step counts of each stage (defaults: the shipped world)."""
 
-    vae_steps: int = 1600
+    vae_steps: int = 3000
     base_steps: int = 900
     base_refine_steps: int = 500  # second stage: new images, lr 3e-4
     judge_steps: int = 600

@@ -116,6 +116,6 @@ def chat_script() -> list[str]:
         "/show",
         "pixel art, yellow triangle, polka dots",
         "/seed 7",
-        "/save saved --merged",
+        "/save --merged",  # into the run's output folder, not the working directory
         "a blue circle at night, film noir",
     ]

@@ -11,10 +11,15 @@ from tools.world.progress import Progress, Resume, no_progress
 
 LATENT_WEIGHT = 1e-4  # keeps latents bounded; SD's VAE is nearly an autoencoder too
 COLOUR_WEIGHT = 2.0  # L1 of 4×-pooled images: hue is low-frequency, pixels' L1 favours edges
-# Latent channels 0-2 are pulled towards the 4×-pooled RGB image: without this anchor the
-# tiny VAE learnt shapes but not hue within any affordable number of steps (every object
-# came out one average colour). SD's latents are close to linear in RGB as well.
+# Latent channels 0-2 are pulled towards the 4×-pooled RGB image early on: without this
+# anchor the tiny VAE learnt shapes but not hue within any affordable number of steps (every
+# object came out one average colour). It fades out over the first ANCHOR_FADE of training,
+# so later all four channels carry shape detail (held, stars and crosses decoded as blobs).
 ANCHOR_WEIGHT = 0.5
+ANCHOR_FADE = 0.4
+# The decoder learns from latents with this much Gaussian noise added: the UNet's samples are
+# never exact, and a decoder trained on exact latents turned small errors into textures.
+LATENT_NOISE = 0.1
 
 
 def anchor_loss(latents: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -34,7 +39,7 @@ def train_vae(
     steps: int,
     seed: int,
     resume: Resume,
-    batch: int = 16,
+    batch: int = 32,
     n_images: int = 12_000,
     lr: float = 1e-3,
     progress: Progress = no_progress,
@@ -55,10 +60,11 @@ def train_vae(
     for step in range(start, steps):
         idx = torch.randint(0, len(data), (batch,), generator=generator)
         x = data[idx]
-        posterior = vae.encode(x).latent_dist
-        recon = vae.decode(posterior.mean).sample  # deterministic: converges far faster
-        loss = reconstruction_loss(recon, x) + LATENT_WEIGHT * posterior.mean.pow(2).mean()
-        loss = loss + ANCHOR_WEIGHT * anchor_loss(posterior.mean, x)
+        mean = vae.encode(x).latent_dist.mean  # no sampled posterior: converges far faster
+        recon = vae.decode(mean + LATENT_NOISE * torch.randn(mean.shape, generator=generator))
+        anchor = ANCHOR_WEIGHT * max(0.0, 1 - step / (ANCHOR_FADE * steps))
+        loss = reconstruction_loss(recon.sample, x) + LATENT_WEIGHT * mean.pow(2).mean()
+        loss = loss + anchor * anchor_loss(mean, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)

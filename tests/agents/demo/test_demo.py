@@ -20,17 +20,19 @@ SMALL_WORLD = DemoConfig(
 )
 
 
-def _no_llm(monkeypatch):
+def _run_demo(tmp_path, monkeypatch, config: DemoConfig):
+    """The demo on a fresh data dir with no LLM configured; returns (report, settings, said)."""
     for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL"):
         monkeypatch.delenv(name, raising=False)
-
-
-def test_every_stage_runs_on_demo_backends(tmp_path, monkeypatch):
-    _no_llm(monkeypatch)
     settings = Settings(data_dir=tmp_path / "data")
     settings.platforms.demo_port = 0
     said: list[str] = []
-    report = run_demo(settings, tmp_path / "out", say=said.append, config=SMALL)
+    report = run_demo(settings, tmp_path / "out", say=said.append, config=config)
+    return report, settings, said
+
+
+def test_every_stage_runs_on_demo_backends(tmp_path, monkeypatch):
+    report, settings, said = _run_demo(tmp_path, monkeypatch, SMALL)
 
     assert list(report.seconds) == [
         "base model",
@@ -65,11 +67,7 @@ def test_every_stage_runs_on_demo_backends(tmp_path, monkeypatch):
 def test_the_default_demo_runs_on_the_small_trained_world(tmp_path, monkeypatch):
     from tools.world import WORLD_DIR
 
-    _no_llm(monkeypatch)
-    settings = Settings(data_dir=tmp_path / "data")
-    settings.platforms.demo_port = 0
-    said: list[str] = []
-    report = run_demo(settings, tmp_path / "out", say=said.append, config=SMALL_WORLD)
+    report, _, said = _run_demo(tmp_path, monkeypatch, SMALL_WORLD)
 
     assert report.base_model == WORLD_DIR / "base"
     assert any("SMALL WORLD" in line for line in said)
@@ -81,4 +79,5 @@ def test_the_default_demo_runs_on_the_small_trained_world(tmp_path, monkeypatch)
     table = (tmp_path / "out" / "benchmark" / "benchmark.md").read_text()
     assert "World judge" in table
     assert any("not SD 1.5" in part for part in report.demo_parts)
+    assert list((tmp_path / "out").rglob("*.merged.safetensors"))  # /save stays in the run's folder
     assert not any("random weights" in part for part in report.demo_parts)
