@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from graph.config import GraphConfig
 from graph.console import console, print_json, print_table
-from graph.errors import CorruptionError, GraphError
+from graph.errors import CorruptionError, GraphError, first_error
 from graph.records import BaseFamily, ExpertInput, ExpertKind, ExpertStatus
 
 graph_app = typer.Typer(help="Inspect and edit the universal graph.", no_args_is_help=True)
@@ -109,14 +109,7 @@ def _experts_from_input(record, expert_id, kind, base, name, description, trigge
             )
         ]
     except ValidationError as exc:
-        raise GraphError(f"invalid expert record: {_first_error(exc)}") from exc
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    got = repr(err.get("input"))
-    return f"{where}: {err['msg']} (got {got if len(got) <= 80 else got[:77] + '...'})"
+        raise GraphError(f"invalid expert record: {first_error(exc, got_limit=80)}") from exc
 
 
 @graph_app.command()

@@ -1,5 +1,24 @@
 """Errors raised by the graph package; each names the thing and the fix."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+
+def first_error(exc: ValidationError, got_limit: int | None = None) -> str:
+    """A pydantic error's first problem as one line, ``field: message``; with ``got_limit``,
+    also the rejected input (its repr cut to that many characters)."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    line = f"{where}: {err['msg']}" if where else err["msg"]
+    if got_limit is None:
+        return line
+    got = repr(err.get("input"))
+    return f"{line} (got {got if len(got) <= got_limit else got[: got_limit - 3] + '...'})"
+
 
 class DiffGraphError(Exception):
     """An error a user can act on: the message names the thing and the fix.

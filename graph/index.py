@@ -105,6 +105,10 @@ class ChromaIndex:
             )
         return self._collections[name]
 
+    def _existing(self) -> set[str]:
+        """Names of the client's collections (older Chroma lists objects, newer names)."""
+        return {c.name if hasattr(c, "name") else c for c in self._client.list_collections()}
+
     def _ids(self, generation: str | None = None) -> dict[str, str]:
         return {
             self._name(k, b, generation): str(self._collection(k, b, generation).id)
@@ -147,7 +151,7 @@ class ChromaIndex:
                 )
         self._stamp(arrays.revision, generation)
         current = set(self._ids())
-        existing = {c.name if hasattr(c, "name") else c for c in self._client.list_collections()}
+        existing = self._existing()
         for name in sorted(existing - current):
             earlier = self._private and name.startswith(f"{self._family}-")
             if name.startswith(f"{self._prefix}-") or earlier:
@@ -213,7 +217,7 @@ class ChromaIndex:
     def entries(self) -> dict[str, tuple[ExpertKind, BaseFamily]]:
         """Every expert id the current collections hold, with its partition (reads only:
         creates no collection)."""
-        existing = {c.name if hasattr(c, "name") else c for c in self._client.list_collections()}
+        existing = self._existing()
         found: dict[str, tuple[ExpertKind, BaseFamily]] = {}
         for kind, base in PARTITIONS:
             name = self._name(kind, base)

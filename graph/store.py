@@ -38,6 +38,7 @@ from graph.errors import (
     SchemaVersionError,
     UnknownExpertError,
     UnreadableRecordError,
+    first_error,
 )
 from graph.lock import writer_lock
 from graph.records import (
@@ -794,20 +795,14 @@ def parse_expert(expert_id: str, text: str) -> Expert:
     try:
         return Expert.model_validate_json(text)
     except ValidationError as exc:
-        raise UnreadableRecordError("experts", expert_id, _reason(exc)) from exc
+        raise UnreadableRecordError("experts", expert_id, first_error(exc)) from exc
 
 
 def parse_ref(ref_id: str, text: str) -> ReferencePrompt:
     try:
         return ReferencePrompt(id=ref_id, text=text)
     except ValidationError as exc:
-        raise UnreadableRecordError("refs", ref_id, _reason(exc)) from exc
-
-
-def _reason(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    return f"{where}: {err['msg']}" if where else err["msg"]
+        raise UnreadableRecordError("refs", ref_id, first_error(exc)) from exc
 
 
 def _row_lookup(live_seq: np.ndarray, referenced: np.ndarray) -> np.ndarray:
