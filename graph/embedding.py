@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 PACKAGED_MODEL = "all-MiniLM-L6-v2"
 EXPORT_VERSION = 1  # bump when the exported graph changes
 Backend = Literal["auto", "onnx", "torch"]
+# One more model call costs about as much as this many padded token slots in a batch (on
+# one CPU core, MiniLM streams its weights once per call: ~4 ms, a token slot ~0.3 ms).
+CALL_COST_TOKENS = 16
 
 
 def packaged_model_path() -> Path:
@@ -58,9 +61,11 @@ class Embedder:
         device: str = "cpu",
         backend: Backend = "auto",
         cache_dir: str | Path | None = None,
+        threads: int = 0,
     ) -> None:
         self.model_path = Path(model_path) if model_path else packaged_model_path()
         self.device = device
+        self.threads = threads  # ONNX Runtime threads per call; 0: its default, one per core
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         if not self.model_path.exists():
             raise GraphError(
@@ -116,13 +121,13 @@ class Embedder:
         if not path.exists():
             self.export_onnx()
         try:
-            return _OnnxModel(path, self.model_path)
+            return _OnnxModel(path, self.model_path, self.threads)
         except Exception as exc:  # a truncated or foreign file: export again, once
             log.warning(
                 "the cached ONNX embedding model %s is unusable (%s); re-exporting", path, exc
             )
             self.export_onnx()
-            return _OnnxModel(path, self.model_path)
+            return _OnnxModel(path, self.model_path, self.threads)
 
     def export_onnx(self) -> Path:
         """Export the sentence-transformers model (pooling and normalisation included) to
@@ -167,12 +172,13 @@ class Embedder:
 class _OnnxModel:
     """An exported model and its fast tokenizer, truncating as sentence-transformers does."""
 
-    def __init__(self, path: Path, model_path: Path) -> None:
+    def __init__(self, path: Path, model_path: Path, threads: int = 0) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
+        options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.dim = int(self.session.get_outputs()[0].shape[-1])
@@ -183,10 +189,9 @@ class _OnnxModel:
     def embed(self, texts: list[str], batch_size: int) -> np.ndarray:
         encodings = self.tokenizer.encode_batch(texts)
         out = np.empty((len(texts), self.dim), np.float32)
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")  # less padding
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            width = max(len(encodings[r].ids) for r in rows)
+        lengths = [len(e.ids) for e in encodings]
+        for rows in _batches(lengths, batch_size):
+            width = max(lengths[r] for r in rows)
             feeds = {name: np.zeros((len(rows), width), np.int64) for name in self.inputs}
             for i, r in enumerate(rows):
                 e = encodings[r]
@@ -198,6 +203,25 @@ class _OnnxModel:
             out[rows] = self.session.run(None, feeds)[0]
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
+
+
+def _batches(lengths: list[int], batch_size: int) -> list[np.ndarray]:
+    """Rows grouped for the model, shortest texts first: a batch is padded to its longest
+    text, so a text much longer than the batch so far (a whole prompt after its phrases)
+    starts a batch of its own when the padding would cost more than another call."""
+    order = np.argsort(lengths, kind="stable")
+    batches: list[list[int]] = []
+    for row in order:
+        current = batches[-1] if batches else None
+        if (
+            current is None
+            or len(current) >= batch_size
+            or (lengths[row] - lengths[current[-1]]) * len(current) > CALL_COST_TOKENS
+        ):
+            batches.append([int(row)])
+        else:
+            current.append(int(row))
+    return [np.asarray(b) for b in batches]
 
 
 def _max_seq_length(model_path: Path) -> int:

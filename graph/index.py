@@ -110,6 +110,7 @@ class ChromaIndex:
         return {c.name if hasattr(c, "name") else c for c in self._client.list_collections()}
 
     def _ids(self, generation: str | None = None) -> dict[str, str]:
+        generation = self._generation if generation is None else generation
         return {
             self._name(k, b, generation): str(self._collection(k, b, generation).id)
             for k, b in PARTITIONS
@@ -119,7 +120,7 @@ class ChromaIndex:
     def revision(self) -> int | None:
         """The store revision the index mirrors, or None if it mirrors something else."""
         stamp = self._store.index_stamp
-        if not stamp or stamp.get("collections") != self._ids():
+        if not stamp or stamp.get("collections") != self._ids(stamp.get("generation", "")):
             return None
         return stamp.get("revision")
 
@@ -195,10 +196,22 @@ class ChromaIndex:
         base: BaseFamily | None = None,
     ) -> list[Hit]:
         """Top-k active experts, optionally of one kind and/or family."""
+        return self.query_many(np.asarray(embedding, np.float32).reshape(1, -1), k, kind, base)[0]
+
+    def query_many(
+        self,
+        embeddings: np.ndarray,
+        k: int = 5,
+        kind: ExpertKind | None = None,
+        base: BaseFamily | None = None,
+    ) -> list[list[Hit]]:
+        """:meth:`query` for each row of ``embeddings``, in one Chroma call per partition."""
         if k < 1:
             raise GraphError(f"k must be at least 1, got {k}")
-        q = np.asarray(embedding, np.float32).reshape(1, -1)
-        hits: list[Hit] = []
+        if not len(embeddings):
+            return []
+        q = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1)
+        hits: list[list[Hit]] = [[] for _ in range(len(q))]
         for part_kind, part_base in PARTITIONS:
             if kind not in (None, part_kind) or base not in (None, part_base):
                 continue
@@ -207,12 +220,14 @@ class ChromaIndex:
             if size == 0:
                 continue
             result = collection.query(query_embeddings=q, n_results=k, include=["distances"])
-            hits += [
-                Hit(expert_id=i, similarity=1.0 - float(d))
-                for i, d in zip(result["ids"][0], result["distances"][0], strict=True)
-            ]
-        hits.sort(key=lambda h: -h.similarity)
-        return hits[:k]
+            for found, ids, distances in zip(hits, result["ids"], result["distances"], strict=True):
+                found += [
+                    Hit(expert_id=i, similarity=1.0 - float(d))
+                    for i, d in zip(ids, distances, strict=True)
+                ]
+        for found in hits:
+            found.sort(key=lambda h: -h.similarity)
+        return [found[:k] for found in hits]
 
     def entries(self) -> dict[str, tuple[ExpertKind, BaseFamily]]:
         """Every expert id the current collections hold, with its partition (reads only:

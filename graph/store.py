@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -109,8 +110,29 @@ class GraphArrays:
     metric_names: list[str]
     revision: int
 
+    # Derived views below are built on first use and kept with these arrays, i.e. until the
+    # next revision: read them, do not change them.
+
     def expert_rows(self) -> dict[str, int]:
+        """Row of each expert id."""
+        return self._expert_rows
+
+    @cached_property
+    def _expert_rows(self) -> dict[str, int]:
         return {expert_id: row for row, expert_id in enumerate(self.expert_ids)}
+
+    @cached_property
+    def partition_sizes(self) -> dict[tuple[str, str, str], int]:
+        """Number of experts per (kind, base family, status) value present."""
+        keys = np.char.add(np.char.add(self.expert_kind, "/"), self.expert_base)
+        keys = np.char.add(np.char.add(keys, "/"), self.expert_status)
+        values, counts = np.unique(keys, return_counts=True)
+        return {tuple(str(v).split("/")): int(n) for v, n in zip(values, counts, strict=True)}
+
+    @cached_property
+    def edge_expert_ids(self) -> np.ndarray:
+        """Expert id of each calibration edge (an object array)."""
+        return np.asarray(self.expert_ids, dtype=object)[self.edge_index[0]]
 
 
 class GraphStore:

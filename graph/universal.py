@@ -25,6 +25,7 @@ from graph.records import (
     ExpertStatus,
     ReferencePrompt,
 )
+from graph.samples import remove_samples, sample_files, write_samples
 from graph.store import GraphStore
 from graph.subgraph import Subgraph, extract_subgraph
 
@@ -202,6 +203,7 @@ class UniversalGraph:
                 deletes, since = [], None
             self.store.remove(expert_id)
             self.index.sync(since, deletes=deletes)
+            remove_samples(self.config.data_dir, expert_id)
 
     def add_reference_prompts(self, texts: Iterable[str]) -> list[ReferencePrompt]:
         """Add reference prompts by text; texts already present are skipped."""
@@ -225,6 +227,12 @@ class UniversalGraph:
         with self._writing():
             self.store.set_calibrations(calibrations)
 
+    def set_samples(self, expert_id: str, samples: dict[str, bytes]) -> None:
+        """Keep calibration's sample images of ``expert_id``: ``ref id -> PNG bytes``,
+        each replacing the one before (see :mod:`graph.samples`)."""
+        with self._writing():
+            write_samples(self.config.data_dir, expert_id, samples)
+
     # -- reads -------------------------------------------------------------------------
 
     def expert(self, expert_id: str) -> Expert:
@@ -232,6 +240,10 @@ class UniversalGraph:
 
     def experts(self, **filters) -> list[Expert]:
         return self.store.experts(**filters)
+
+    def samples(self, expert_id: str, ref_ids: Iterable[str]) -> dict[str, Path]:
+        """Calibration's sample images of ``expert_id`` that exist, ``ref id -> PNG``."""
+        return sample_files(self.config.data_dir, expert_id, ref_ids)
 
     def search(
         self,
@@ -249,20 +261,36 @@ class UniversalGraph:
         arrays by brute force instead (exact, and it spares a small graph loading Chroma).
         """
         embedding = self.embedder.embed_one(query) if isinstance(query, str) else query
-        hits = None
-        if not (exact or status is not ExpertStatus.ACTIVE or self._small(kind, base)):
-            hits = self._index_query(embedding, k, kind, base)
-        if hits is None:
-            hits = numpy_topk(self.store.arrays(), embedding, k, kind, base, status)
-        return self._resolve(hits)
+        return self.search_many(np.asarray(embedding)[None], k, kind, base, status, exact)[0]
 
-    def _index_query(self, embedding, k, kind, base) -> list[Hit] | None:
+    def search_many(
+        self,
+        embeddings: np.ndarray,
+        k: int = 5,
+        kind: ExpertKind | None = None,
+        base: BaseFamily | None = None,
+        status: ExpertStatus | None = ExpertStatus.ACTIVE,
+        exact: bool = False,
+    ) -> list[list[tuple[Expert, float]]]:
+        """:meth:`search` for each row of ``embeddings``: one index call, one record read."""
+        if not len(embeddings):
+            return []
+        embeddings = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1)
+        found = None
+        if not (exact or status is not ExpertStatus.ACTIVE or self._small(kind, base)):
+            found = self._index_query(embeddings, k, kind, base)
+        if found is None:
+            arrays = self.store.arrays()
+            found = [numpy_topk(arrays, e, k, kind, base, status) for e in embeddings]
+        return self._resolve(found)
+
+    def _index_query(self, embeddings, k, kind, base) -> list[list[Hit]] | None:
         """Top-k from the index; None when it does not mirror the store (another process is
         writing, or rebuilt it under this one)."""
         if self.index.revision != self.store.revision:
             return None
         try:
-            return self.index.query(embedding, k, kind, base)
+            return self.index.query_many(embeddings, k, kind, base)
         except Exception as exc:  # a collection a concurrent rebuild dropped (Chroma's errors)
             log.info("retrieval index changed during the query (%s): searching exactly", exc)
             return None
@@ -271,17 +299,24 @@ class UniversalGraph:
         arrays = self.store.arrays()
         if len(arrays.expert_ids) <= EXACT_SEARCH_LIMIT:
             return True
-        mask = arrays.expert_status == ExpertStatus.ACTIVE.value
-        for column, value in ((arrays.expert_kind, kind), (arrays.expert_base, base)):
-            if value is not None:
-                mask &= column == value.value
-        return int(mask.sum()) <= EXACT_SEARCH_LIMIT
+        active = sum(
+            n
+            for (k, b, s), n in arrays.partition_sizes.items()
+            if s == ExpertStatus.ACTIVE.value
+            and (kind is None or k == kind.value)
+            and (base is None or b == base.value)
+        )
+        return active <= EXACT_SEARCH_LIMIT
 
-    def _resolve(self, hits: Sequence[Hit]) -> list[tuple[Expert, float]]:
-        """The hits' records; damaged ones are skipped with a warning."""
-        ids = [h.expert_id for h in hits]
+    def _resolve(self, found: Sequence[Sequence[Hit]]) -> list[list[tuple[Expert, float]]]:
+        """The hits' records (read once for all lists); damaged ones are skipped with a
+        warning."""
+        ids = list(dict.fromkeys(h.expert_id for hits in found for h in hits))
         experts = {e.id: e for e in self.store.experts(ids=ids, skip_unreadable=True)}
-        return [(experts[h.expert_id], h.similarity) for h in hits if h.expert_id in experts]
+        return [
+            [(experts[h.expert_id], h.similarity) for h in hits if h.expert_id in experts]
+            for hits in found
+        ]
 
     def subgraph(self, expert_ids: Sequence[str]) -> Subgraph:
         return extract_subgraph(self.store.arrays(), expert_ids)

@@ -1,13 +1,13 @@
 """Assembly of the Typer application from each package's ``register(app)`` function.
 
-Each command module imports heavy libraries (torch, diffusers, langgraph) inside its
-command functions, so ``diffgraph --help`` stays fast.
+Command modules are imported only when their command runs or shows its own help
+(:mod:`tools.commands`), and each imports heavy libraries (torch, diffusers, langgraph)
+inside its command functions, so ``diffgraph --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import errno
-import importlib
 import logging
 import sqlite3
 import sys
@@ -15,27 +15,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from typer.core import TyperGroup
 
 from graph.errors import DiffGraphError
-
-# Modules that contribute commands; each defines ``register(app: typer.Typer) -> None``.
-COMMAND_MODULES = (
-    "graph.cli",
-    "evals.cli",
-    "agents.pipeline.cli",
-    "agents.demo.cli",
-    "agents.chat.cli",
-    "agents.webui.cli",
-    "tools.weights.cli",
-    "agents.construction.cli",
-    "agents.selection.cli",
-    "tools.calibration.cli",
-    "tools.scorers.cli",
-    "tools.autolora.cli",
-    "planner.cli",
-    "tools.world.cli",
-)
+from tools.commands import LazyGroup
 
 
 def build_app() -> typer.Typer:
@@ -62,8 +44,6 @@ def build_app() -> typer.Typer:
         _configure_logging(verbose)
         ctx.obj = load_settings(config)
 
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(app)
     return app
 
 
@@ -112,7 +92,7 @@ _FILESYSTEM = {
 _SQLITE = ("disk is full", "readonly database", "unable to open database file", "disk I/O")
 
 
-class _CleanErrors(TyperGroup):
+class _CleanErrors(LazyGroup):
     """Print user-facing errors as one red line and exit 2 instead of a traceback."""
 
     def main(self, args=None, *rest, **kwargs):

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from graph.errors import DiffGraphError
+from graph.errors import DiffGraphError, first_error
 from graph.records import BaseFamily
 
 _DURATION = re.compile(
@@ -107,11 +107,7 @@ def crawl(
             lookup=lookup,
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise DiffGraphError(
-            f"invalid crawl option {where}: {err['msg']} (got {err.get('input')!r})"
-        ) from exc
+        raise DiffGraphError(f"invalid crawl option {first_error(exc, got_limit=200)}") from exc
     if request.source == "local" and not request.local_paths:
         raise DiffGraphError("--source local needs at least one --path to a model folder")
     for folder in path or []:

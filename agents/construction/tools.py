@@ -73,7 +73,8 @@ class Calibrator(Protocol):
 class ExecutorCalibrator:
     """The calibrator over a ``tools.calibration`` executor and the graph's reference prompts.
 
-    Only the prompts the expert has no scores for yet are generated (resumable).
+    Only the prompts the expert has no scores for yet are generated (resumable); their
+    sample images are kept at once, their scores are the crawl's next node's to write.
     """
 
     def __init__(self, graph: UniversalGraph, executor: Executor, base: BaseFamily) -> None:
@@ -102,6 +103,7 @@ class ExecutorCalibrator:
         (result,) = self.executor.run([ExpertTask.for_expert(expert, pending, self.base)])
         if result.error is not None:
             raise CalibrationError(f"calibrating {expert.id} failed: {result.error}")
+        self.graph.set_samples(expert.id, result.samples)  # shown on the expert's page
         return [
             Calibration(expert_id=expert.id, ref_id=ref_id, scores=scores)
             for ref_id, scores in result.scores.items()

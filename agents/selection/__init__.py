@@ -1,14 +1,14 @@
 """Expert Selection Agent: from a user prompt to the experts to merge (paper §3.2).
 
 The names below load on first use, so that importing the package (the CLI does, to
-register ``select``) does not import LangGraph.
+register ``select``) stays cheap.
 """
 
 from importlib import import_module
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agents.selection.graph import build_graph, make_context, select
+    from agents.selection.graph import make_context, select
     from agents.selection.result import DroppedCandidate, SelectedExpert, SelectionResult
     from agents.selection.state import SelectionContext
 
@@ -17,7 +17,6 @@ _WHERE = {
     "SelectedExpert": "agents.selection.result",
     "SelectionResult": "agents.selection.result",
     "SelectionContext": "agents.selection.state",
-    "build_graph": "agents.selection.graph",
     "make_context": "agents.selection.graph",
     "select": "agents.selection.graph",
 }
@@ -27,7 +26,6 @@ __all__ = [
     "SelectedExpert",
     "SelectionContext",
     "SelectionResult",
-    "build_graph",
     "make_context",
     "select",
 ]

@@ -1,14 +1,22 @@
-"""The selection state machine and the one function that runs it."""
+"""The selection state machine and the one function that runs it.
+
+parse → analyse → embed_queries → find_checkpoints → find_loras → [filter] → assemble.
+The machine is a fixed pipeline with one branch, so it runs here as plain calls with
+LangGraph's semantics (each node returns a partial update; state keys annotated with a
+reducer accumulate) rather than through LangGraph, whose import alone costs a cold
+``diffgraph select`` about 1.7 s of CPU (issue 15).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin, get_type_hints
 
 from agents.selection import nodes
 from agents.selection.result import SelectionResult
-from agents.selection.state import SelectionContext, SelectionState
+from agents.selection.state import Runtime, SelectionContext, SelectionState
 
 if TYPE_CHECKING:
     from graph.universal import UniversalGraph
@@ -16,31 +24,44 @@ if TYPE_CHECKING:
     from tools.tracing import TraceWriter
 
 AGENT = "selection"
+PIPELINE = (
+    nodes.parse,
+    nodes.analyse,
+    nodes.embed_queries,
+    nodes.find_checkpoints,
+    nodes.find_loras,
+)
+
+
+def run(prompt: str, ctx: SelectionContext) -> SelectionState:
+    """The final state of one pass through the machine."""
+    reducers = _reducers()
+    state: dict[str, Any] = {key: empty() for key, (_, empty) in reducers.items()}
+    state["prompt"] = prompt
+    runtime = Runtime(ctx)
+    for node in PIPELINE:
+        _apply(state, node(state, runtime), reducers)
+    if nodes.route_after_retrieval(state) == "filter":
+        _apply(state, nodes.filter_candidates(state, runtime), reducers)
+    _apply(state, nodes.assemble(state, runtime), reducers)
+    return state
 
 
 @lru_cache(maxsize=1)
-def build_graph():
-    """parse → analyse → embed_queries → find_checkpoints → find_loras → [filter] →
-    assemble."""
-    from langgraph.graph import END, START, StateGraph
+def _reducers() -> dict[str, tuple[Callable[[Any, Any], Any], Callable[[], Any]]]:
+    """Key -> (reducer, empty value) of each state key annotated with a reducer, read as
+    LangGraph reads them: ``Annotated[list[X], operator.add]`` starts from ``list()``."""
+    out = {}
+    for key, hint in get_type_hints(SelectionState, include_extras=True).items():
+        if get_origin(hint) is Annotated:
+            base, reducer = get_args(hint)[:2]
+            out[key] = (reducer, get_origin(base) or base)
+    return out
 
-    builder = StateGraph(SelectionState, context_schema=SelectionContext)
-    builder.add_node("parse", nodes.parse)
-    builder.add_node("analyse", nodes.analyse)
-    builder.add_node("embed_queries", nodes.embed_queries)
-    builder.add_node("find_checkpoints", nodes.find_checkpoints)
-    builder.add_node("find_loras", nodes.find_loras)
-    builder.add_node("filter", nodes.filter_candidates)
-    builder.add_node("assemble", nodes.assemble)
-    builder.add_edge(START, "parse")
-    builder.add_edge("parse", "analyse")
-    builder.add_edge("analyse", "embed_queries")
-    builder.add_edge("embed_queries", "find_checkpoints")
-    builder.add_edge("find_checkpoints", "find_loras")
-    builder.add_conditional_edges("find_loras", nodes.route_after_retrieval)
-    builder.add_edge("filter", "assemble")
-    builder.add_edge("assemble", END)
-    return builder.compile()
+
+def _apply(state: dict[str, Any], update: dict[str, Any], reducers: dict) -> None:
+    for key, value in update.items():
+        state[key] = reducers[key][0](state[key], value) if key in reducers else value
 
 
 def make_context(
@@ -79,7 +100,7 @@ def select(prompt: str, ctx: SelectionContext) -> SelectionResult:
             settings=ctx.settings.model_dump(mode="json"),
         )
     try:
-        final = build_graph().invoke({"prompt": prompt}, context=ctx)
+        final = run(prompt, ctx)
     except Exception as exc:
         if tracer is not None:
             tracer.event("run_end", error=exc)

@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 from graph.records import Expert, ExpertKind
@@ -35,6 +36,7 @@ _NEGATION = re.compile(
     re.I,
 )
 _WORD = re.compile(r"[a-z0-9]+")
+NAMED_MEMO_SIZE = 4096  # texts whose named experts a LexicalIndex remembers
 
 # Words too common in tags and names to say what an expert is for.
 GENERIC_WORDS = frozenset(
@@ -301,6 +303,8 @@ class LexicalIndex:
     by_name: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
     idf: dict[str, float] = field(default_factory=dict)
     longest: int = 1
+    # named_in answers by text: the policy asks it about each phrase once per candidate
+    _named: dict[str, dict[str, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def build(cls, experts: Iterable[Expert]) -> LexicalIndex:
@@ -337,6 +341,15 @@ class LexicalIndex:
     def named_in(self, text: str) -> dict[str, str]:
         """Experts whose name or trigger word occurs in ``text`` (whole words), and the
         words that name them."""
+        found = self._named.get(text)
+        if found is None:
+            found = self._find_named(text)
+            if len(self._named) >= NAMED_MEMO_SIZE:
+                self._named.clear()
+            self._named[text] = found
+        return dict(found)
+
+    def _find_named(self, text: str) -> dict[str, str]:
         tokens = words(text)
         found: dict[str, str] = {}
         for size in range(min(self.longest, len(tokens)), 0, -1):
@@ -350,9 +363,16 @@ class LexicalIndex:
         """Share (0–1, rarity-weighted) of the phrase's words that are the expert's
         distinctive tag or name words."""
         card = self.cards.get(expert_id)
-        stems = {stem(w) for w in words(phrase) if w not in GENERIC_WORDS and len(w) > 2}
+        stems = _distinctive_stems(phrase)
         if card is None or not stems:
             return 0.0
         total = sum(self.idf.get(s, math.log(1 + len(self.cards))) for s in stems)
         hit = sum(self.idf.get(s, 0.0) for s in stems if s in card.keywords)
         return hit / total if total else 0.0
+
+
+@lru_cache(maxsize=4096)
+def _distinctive_stems(phrase: str) -> frozenset[str]:
+    """Stems of the phrase's words that are not generic (keyword_match asks once per
+    candidate)."""
+    return frozenset(stem(w) for w in words(phrase) if w not in GENERIC_WORDS and len(w) > 2)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from agents.prompt_syntax import CLIP_TOKEN_LIMIT, ParsedPrompt, parse_prompt
 from agents.selection import prompts, tools
@@ -31,13 +31,16 @@ from agents.selection.result import (
     TagMatch,
 )
 from agents.selection.schemas import FilterDecision, PromptAnalysis
-from agents.selection.state import Analysis, Candidate, SelectionContext, SelectionState
+from agents.selection.state import (
+    Analysis,
+    Candidate,
+    Runtime,
+    SelectionContext,
+    SelectionState,
+)
 from graph.errors import UnknownExpertError
 from graph.records import WEIGHT_RANGE, ExpertKind
 from tools.llm import structured_call
-
-if TYPE_CHECKING:
-    from langgraph.runtime import Runtime
 
 MAX_REQUESTS = 3  # LLM requests per prompt: ≤ 2 for steps 1–3, the rest for filtering
 NON_LATIN = 0.3
@@ -52,7 +55,7 @@ def _span(ctx: SelectionContext, node: str, inputs: Any) -> Iterator[dict[str, A
         yield fields
 
 
-def parse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+def parse(state: SelectionState, runtime: Runtime) -> dict[str, Any]:
     """Read the prompt's syntax (and its ``Negative prompt:`` text), refuse a blank one,
     check the family, resolve <lora> tags."""
     ctx = runtime.context
@@ -111,7 +114,7 @@ def parse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str
     return update
 
 
-def analyse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+def analyse(state: SelectionState, runtime: Runtime) -> dict[str, Any]:
     """Steps 1 and 3 in one structured call: summary, components, visual attributes."""
     ctx = runtime.context
     parsed = state["parsed"]
@@ -174,7 +177,7 @@ def analyse(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[s
     }
 
 
-def embed_queries(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+def embed_queries(state: SelectionState, runtime: Runtime) -> dict[str, Any]:
     """Embed the summary, every attribute and what the prompt rules out in one batch."""
     ctx = runtime.context
     analysis = state["analysis"]
@@ -186,7 +189,7 @@ def embed_queries(state: SelectionState, runtime: Runtime[SelectionContext]) -> 
     return {"query_vectors": vectors[: len(texts)], "avoid_vectors": vectors[len(texts) :]}
 
 
-def find_checkpoints(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+def find_checkpoints(state: SelectionState, runtime: Runtime) -> dict[str, Any]:
     """Step 2: top-K1 checkpoints of the active family for the summary and for each
     attribute (a phrase such as "85mm photo" asks for a checkpoint), and any checkpoint
     the prompt names."""
@@ -207,7 +210,7 @@ def find_checkpoints(state: SelectionState, runtime: Runtime[SelectionContext]) 
     return {"checkpoint_candidates": found}
 
 
-def find_loras(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+def find_loras(state: SelectionState, runtime: Runtime) -> dict[str, Any]:
     """Step 4: top-K2 LoRAs per attribute (experts the prompt's tags name are excluded)."""
     ctx = runtime.context
     attributes = state["analysis"].attributes
@@ -239,7 +242,7 @@ def route_after_retrieval(state: SelectionState) -> Literal["filter", "assemble"
     return "assemble"
 
 
-def filter_candidates(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+def filter_candidates(state: SelectionState, runtime: Runtime) -> dict[str, Any]:
     """Step 5: keep what fits the needs, drop the irrelevant and the redundant."""
     ctx = runtime.context
     checkpoints = state.get("checkpoint_candidates", [])
@@ -317,7 +320,7 @@ def filter_candidates(state: SelectionState, runtime: Runtime[SelectionContext])
     }
 
 
-def assemble(state: SelectionState, runtime: Runtime[SelectionContext]) -> dict[str, Any]:
+def assemble(state: SelectionState, runtime: Runtime) -> dict[str, Any]:
     """Guards (family, status, existence), count bounds, and the base-model fallback."""
     ctx = runtime.context
     settings = ctx.settings

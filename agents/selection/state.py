@@ -123,3 +123,10 @@ class SelectionContext:
     llm: LLMSettings = field(default_factory=LLMSettings)
     tracer: TraceWriter | None = None
     lora_retriever: LoraRetriever | None = None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What a node receives besides the state (the shape of LangGraph's ``Runtime``)."""
+
+    context: SelectionContext

@@ -17,6 +17,7 @@ from typing import TypeVar
 import numpy as np
 
 from agents.prompt_syntax import LoraTag
+from agents.selection.cache import QUERY_EMBEDDINGS
 from agents.selection.errors import SelectionError
 from agents.selection.needs import LexicalIndex
 from agents.selection.policy import NeedEvidence, background_stats, calibration_evidence
@@ -47,6 +48,7 @@ BACKGROUND = (
 )  # fmt: skip
 _BACKGROUND_CACHE: dict[tuple[str, str], np.ndarray] = {}
 _LEXICAL_CACHE: dict[tuple[str, int, str], LexicalIndex] = {}
+_TAG_CACHE: dict[tuple[str, int], dict[str, list[str]]] = {}
 
 R = TypeVar("R")
 
@@ -71,24 +73,26 @@ def active_counts(ctx: SelectionContext, node: str) -> dict[str, int]:
 
     def count() -> dict[str, int]:
         counts: dict[str, int] = {}
-        for row in ctx.graph.store.stats()["by_kind_base_status"]:
-            if row["status"] == ExpertStatus.ACTIVE.value:
-                counts[row["base"]] = counts.get(row["base"], 0) + row["count"]
+        for (_, base, status), n in ctx.graph.store.arrays().partition_sizes.items():
+            if status == ExpertStatus.ACTIVE.value:
+                counts[base] = counts.get(base, 0) + n
         return counts
 
     return _traced(ctx, node, "count_active_experts", None, count)
 
 
 def embed(ctx: SelectionContext, node: str, texts: list[str]) -> np.ndarray:
-    """Unit embeddings of the queries (one batch)."""
-    return _traced(
+    """Unit embeddings of the queries (one batch for the texts this process has not
+    embedded before)."""
+    vectors, _ = _traced(
         ctx,
         node,
         "embed",
         {"texts": texts},
-        lambda: ctx.graph.embedder.embed(texts),
-        lambda out: {"shape": list(out.shape)},
+        lambda: QUERY_EMBEDDINGS.embed(ctx.graph.embedder, texts),
+        lambda out: {"shape": list(out[0].shape), "cached": out[1]},
     )
+    return vectors
 
 
 def search(
@@ -107,17 +111,22 @@ def search(
     """
     found: dict[str, Candidate] = {}
     family = ctx.settings.family
+    labels = list(queries)
+    matrix = np.stack(list(queries.values())) if queries else np.zeros((0, 0), np.float32)
     for tool, find, vectors in _retrievers(ctx, kind):
+        results = _traced(
+            ctx,
+            node,
+            tool,
+            {"queries": labels, "k": k, "kind": kind.value, "base": family.value},
+            lambda f=find: f(matrix, k),
+            lambda out: {
+                label: [{"id": e.id, "similarity": round(s, 4)} for e, s in hits]
+                for label, hits in zip(labels, out, strict=True)
+            },
+        )
         hit_ids: list[str] = []
-        for label, vector in queries.items():
-            hits = _traced(
-                ctx,
-                node,
-                tool,
-                {"query": label, "k": k, "kind": kind.value, "base": family.value},
-                lambda v=vector, f=find: f(v, k),
-                lambda out: [{"id": e.id, "similarity": round(s, 4)} for e, s in out],
-            )
+        for label, hits in zip(labels, results, strict=True):
             for expert, sim in hits:
                 if expert.base is not family or not expert.is_active:
                     continue  # the index filters these; the guard keeps the promise regardless
@@ -133,7 +142,8 @@ def search(
     return list(found.values())
 
 
-Finder = Callable[[np.ndarray, int], list[tuple[Expert, float]]]
+# top-k for each row of a matrix of queries
+Finder = Callable[[np.ndarray, int], list[list[tuple[Expert, float]]]]
 
 
 def _retrievers(
@@ -147,7 +157,7 @@ def _retrievers(
         found.append(
             (
                 "search_experts",
-                lambda v, k: ctx.graph.search(v, k, kind=kind, base=family),
+                lambda m, k: ctx.graph.search_many(m, k, kind=kind, base=family),
                 lambda ids: vectors_of(ctx, ids),
             )
         )
@@ -161,7 +171,7 @@ def _retrievers(
         found.append(
             (
                 f"search_experts_{retriever.name}",
-                lambda v, k: retriever.search(v, k, family),
+                lambda m, k: [retriever.search(v, k, family) for v in m],
                 retriever.vectors,
             )
         )
@@ -184,8 +194,7 @@ def find_tagged_expert(ctx: SelectionContext, node: str, tag: LoraTag) -> tuple[
     """
 
     def lookup() -> tuple[Expert | None, str]:
-        key = _norm(tag.name)
-        matches = [e for e in ctx.graph.experts(kind=ExpertKind.PEFT) if key in _names(e)]
+        matches = ctx.graph.experts(ids=_lora_names(ctx).get(_norm(tag.name), []))
         family = ctx.settings.family
         usable = [e for e in matches if e.base is family and e.is_active]
         if usable:
@@ -233,6 +242,22 @@ def _names(expert: Expert) -> set[str]:
     if expert.file is not None and expert.file.path:
         names.add(PurePath(expert.file.path).stem)
     return {_norm(n) for n in names if _norm(n)}
+
+
+def _lora_names(ctx: SelectionContext) -> dict[str, list[str]]:
+    """Every LoRA (any family or status) by each name a tag may use, ids in graph order
+    (one build per graph revision and process)."""
+    store = ctx.graph.store
+    key = (str(store.root), store.revision)
+    names = _TAG_CACHE.get(key)
+    if names is None:
+        names = {}
+        for expert in ctx.graph.experts(kind=ExpertKind.PEFT):
+            for name in _names(expert):
+                names.setdefault(name, []).append(expert.id)
+        _TAG_CACHE.clear()
+        _TAG_CACHE[key] = names
+    return names
 
 
 def lexical_index(ctx: SelectionContext) -> LexicalIndex:
@@ -351,12 +376,11 @@ def _calibration(
     arrays = ctx.graph.store.arrays()
     if prompt_vector is None or not ids or not arrays.edge_index.size:
         return {}
-    experts = np.asarray(arrays.expert_ids, dtype=object)[arrays.edge_index[0]]
     return calibration_evidence(
         prompt_vector,
         ids,
         arrays.ref_x,
-        experts,
+        arrays.edge_expert_ids,
         arrays.edge_index[1],
         arrays.edge_attr,
     )

@@ -42,6 +42,7 @@ GENERATION = "generation"  # the concurrency group of every event that generates
 CSS = """
 #backends table { font-size: 0.85em; }
 .error-text { color: #b91c1c; }
+#calibration-samples img { image-rendering: pixelated; }
 """
 
 
@@ -275,23 +276,45 @@ def build_ui(service: WebService) -> gr.Blocks:
                         elem_id="calibration",
                         x_label_angle=-30,
                     )
+                    samples = gr.Gallery(
+                        label="Calibration samples: the first seed per reference prompt",
+                        elem_id="calibration-samples",
+                        columns=4,
+                        height=280,
+                        object_fit="contain",
+                        format="png",
+                    )
 
         with gr.Tab("Crawl", elem_id="tab-crawl"):
             with gr.Row():
                 source = gr.Dropdown(
-                    ["demo", "civitai", "huggingface", "local"], value="demo", label="Source"
+                    ["demo", "civitai", "huggingface", "local"],
+                    value="demo",
+                    label="Source",
+                    elem_id="crawl-source",
                 )
-                crawl_base = gr.Dropdown([b.value for b in BaseFamily], value="sd15", label="Base")
+                crawl_base = gr.Dropdown(
+                    [b.value for b in BaseFamily], value="sd15", label="Base", elem_id="crawl-base"
+                )
                 types = gr.CheckboxGroup(
-                    ["lora", "checkpoint"], value=["lora", "checkpoint"], label="Types"
+                    ["lora", "checkpoint"],
+                    value=["lora", "checkpoint"],
+                    label="Types",
+                    elem_id="crawl-types",
                 )
-                local_path = gr.Textbox(label="Local folder (source local)")
+                local_path = gr.Textbox(label="Local folder (source local)", elem_id="crawl-path")
             with gr.Row():
-                max_experts = gr.Number(label="Max experts", value=50, precision=0, minimum=1)
-                max_gb = gr.Number(label="Download budget (GB)", value=20, minimum=0)
-                budget = gr.Textbox(label="Time budget", value="2h")
-                calibrate = gr.Checkbox(label="Calibrate", value=True)
-                fresh = gr.Checkbox(label="Fresh session (do not resume)", value=False)
+                max_experts = gr.Number(
+                    label="Max experts", value=50, precision=0, minimum=1, elem_id="crawl-max"
+                )
+                max_gb = gr.Number(
+                    label="Download budget (GB)", value=20, minimum=0, elem_id="crawl-gb"
+                )
+                budget = gr.Textbox(label="Time budget", value="2h", elem_id="crawl-budget")
+                calibrate = gr.Checkbox(label="Calibrate", value=True, elem_id="crawl-calibrate")
+                fresh = gr.Checkbox(
+                    label="Fresh session (do not resume)", value=False, elem_id="crawl-fresh"
+                )
             with gr.Row():
                 crawl_start = gr.Button("Start / resume", variant="primary", elem_id="crawl-start")
                 crawl_stop = gr.Button("Stop", variant="stop", elem_id="crawl-stop")
@@ -579,25 +602,30 @@ def build_ui(service: WebService) -> gr.Blocks:
 
         def page_outputs(expert_id: str, said: str = "") -> tuple:
             page = service.expert_page(expert_id)
-            return said, views.expert_markdown(page), pd.DataFrame(views.calibration_rows(page))
+            return (
+                said,
+                views.expert_markdown(page),
+                pd.DataFrame(views.calibration_rows(page)),
+                views.calibration_samples(page),
+            )
 
-        @guarded(3)
+        @guarded(4)
         def do_open_expert(expert_id):
             return page_outputs(expert_id)
 
-        @guarded(3)
+        @guarded(4)
         def do_select(evt: gr.SelectData):
             row = evt.row_value if isinstance(evt.row_value, list) else None
             if not row:
                 raise WebUIError("pick a row of the results")
             return page_outputs(row[0])
 
-        @guarded(3)
+        @guarded(4)
         def do_status(expert_id, why, active: bool):
             expert = service.set_active(expert_id, active, why or "")
             return page_outputs(expert.id, f"{expert.id} is now {expert.status.value}")
 
-        page = [graph_status, expert_md, chart]
+        page = [graph_status, expert_md, chart, samples]
         open_expert_btn.click(do_open_expert, [expert_pick], page)
         results.select(do_select, None, page)
         deprecate_btn.click(lambda i, r: do_status(i, r, False), [expert_pick, reason], page)
@@ -718,7 +746,7 @@ def launch(
         show_error=False,
         quiet=True,
         ssr_mode=False,
-        allowed_paths=[str(service.out_dir)],
+        allowed_paths=[str(service.out_dir), str(service.samples_dir)],
         theme=theme(),
         css=CSS,
         footer_links=[],

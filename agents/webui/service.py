@@ -86,12 +86,22 @@ class CalibrationScore(BaseModel):
     score: float
 
 
+class CalibrationSample(BaseModel):
+    """Calibration's image of an expert for one reference prompt (its first seed)."""
+
+    ref_id: str
+    prompt: str
+    path: Path
+
+
 class ExpertPage(BaseModel):
-    """An expert's record, its versions and its calibration scores per reference prompt."""
+    """An expert's record, its versions, its calibration scores per reference prompt and
+    the sample images calibration kept."""
 
     expert: Expert
     history: list[Expert]
     scores: list[CalibrationScore]
+    samples: list[CalibrationSample] = Field(default_factory=list)
 
 
 class WebService:
@@ -114,6 +124,13 @@ class WebService:
     @property
     def graph(self):
         return self.pipeline.graph
+
+    @property
+    def samples_dir(self) -> Path:
+        """Where calibration's sample images are (the page may serve files from there)."""
+        from graph.samples import FOLDER
+
+        return (self.graph.config.data_dir / FOLDER).resolve()
 
     # -- what runs where ---------------------------------------------------------------
 
@@ -369,7 +386,14 @@ class WebService:
                                 score=float(value),
                             )
                         )
-        return ExpertPage(expert=expert, history=store.history(expert_id), scores=scores)
+        refs = dict.fromkeys(s.ref_id for s in scores)
+        samples = [
+            CalibrationSample(ref_id=ref_id, prompt=texts.get(ref_id, ref_id), path=path)
+            for ref_id, path in self.graph.samples(expert_id, refs).items()
+        ]
+        return ExpertPage(
+            expert=expert, history=store.history(expert_id), scores=scores, samples=samples
+        )
 
     def set_active(self, expert_id: str | None, active: bool, reason: str = "") -> Expert:
         """Deprecate an expert (never selected again) or re-enable it."""

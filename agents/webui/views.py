@@ -237,11 +237,19 @@ def expert_markdown(page: ExpertPage) -> str:
     if e.superseded_by:
         lines.append(f"- superseded by {_code(e.superseded_by)}")
     count = len({s.ref_id for s in page.scores})
-    lines.append(
-        f"- calibration: {count} reference prompts scored"
-        + (" (calibration keeps scores, not sample images)" if count else "")
-    )
+    if page.samples:
+        samples = f"{len(page.samples)} sample images (the first seed of each)"
+    elif count:
+        samples = "no sample images kept for these scores"
+    else:
+        samples = "no sample images"
+    lines.append(f"- calibration: {count} reference prompts scored · {samples}")
     return "\n".join(lines)
+
+
+def calibration_samples(page: ExpertPage) -> list[tuple[str, str]]:
+    """The gallery of calibration's images: ``(PNG path, its reference prompt)``."""
+    return [(str(s.path), s.prompt) for s in page.samples]
 
 
 def calibration_rows(page: ExpertPage) -> list[dict[str, Any]]:

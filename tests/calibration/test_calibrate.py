@@ -1,4 +1,5 @@
-"""Calibration writes scores as graph edges, resumes, isolates failures, runs on Ray."""
+"""Calibration writes scores as graph edges and keeps sample images, resumes, isolates
+failures, runs on Ray."""
 
 from __future__ import annotations
 
@@ -46,6 +47,53 @@ def test_scores_become_edges(graph, experts, executor):
     ckpt = [v["aesthetic"] for (e, _), v in edges.items() if e == "demo-ckpt"]
     lora = [v["aesthetic"] for (e, _), v in edges.items() if e == "demo-lora"]
     assert ckpt != lora  # different experts, different images
+
+
+def test_each_scored_pair_keeps_its_first_image_as_a_sample(graph, experts, executor):
+    import io
+
+    from PIL import Image
+
+    from graph.universal import reference_prompt_id
+
+    refs = [reference_prompt_id(p) for p in PROMPTS]
+    calibrate(graph, experts, executor, SD15, PROMPTS[:2])
+    first = graph.samples("demo-lora", refs)
+    assert list(first) == refs[:2]
+    stamps = {r: p.stat().st_mtime_ns for r, p in first.items()}
+    calibrate(graph, experts, executor, SD15, PROMPTS)  # resumed: only the new prompt
+    for expert in experts:
+        samples = graph.samples(expert.id, refs)
+        assert list(samples) == refs
+        for path in samples.values():
+            with Image.open(path) as image:
+                image.verify()
+            with Image.open(path) as image:
+                assert image.format == "PNG" and image.size == (64, 64)  # sampling size
+    assert {r: graph.samples("demo-lora", [r])[r].stat().st_mtime_ns for r in refs[:2]} == stamps
+    lora, ckpt = (
+        graph.samples(e, refs[:1])[refs[0]].read_bytes() for e in ("demo-lora", "demo-ckpt")
+    )
+    assert lora != ckpt  # each expert's own image
+    with Image.open(io.BytesIO(lora)) as image:
+        assert len(set(image.getdata())) > 1  # an image, not a blank
+
+
+def test_thumbnails_shrink_large_images_and_keep_small_ones():
+    import io
+
+    import torch
+    from PIL import Image
+
+    from tools.calibration.thumbnails import thumbnail_png
+
+    for side, expected in ((512, 128), (96, 96), (32, 32)):
+        image = torch.rand(3, side, side, generator=torch.Generator().manual_seed(side))
+        with Image.open(io.BytesIO(thumbnail_png(image))) as picture:
+            assert picture.size == (expected, expected)
+    wide = thumbnail_png(torch.zeros(3, 64, 256))
+    with Image.open(io.BytesIO(wide)) as picture:
+        assert picture.size == (128, 32)
 
 
 def test_same_run_same_scores(graph_config, embedder, experts, executor, tmp_path):
@@ -120,7 +168,7 @@ def test_ray_gives_the_same_scores_as_in_process(
     from graph.universal import UniversalGraph
     from tools.calibration.executor import RayExecutor
 
-    results = []
+    results, samples = [], []
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         remote = RayExecutor(worker_spec, workers=2)
@@ -130,6 +178,15 @@ def test_ray_gives_the_same_scores_as_in_process(
                 report = calibrate(graph, experts, runner, SD15, PROMPTS)
                 assert report.calibrated == {"demo-ckpt": 3, "demo-lora": 3}
                 results.append(_edges(graph))
+                samples.append(
+                    {
+                        (e.id, r): path.read_bytes()
+                        for e in experts
+                        for r, path in graph.samples(
+                            e.id, graph.store.calibrated_pairs(e.id)
+                        ).items()
+                    }
+                )
         remote.close()
     finally:
         ray.shutdown()
@@ -137,3 +194,4 @@ def test_ray_gives_the_same_scores_as_in_process(
     assert local.keys() == distributed.keys()
     for key, scores in local.items():
         assert distributed[key] == pytest.approx(scores, abs=1e-4), key
+    assert len(samples[0]) == 6 and samples[0].keys() == samples[1].keys()  # back from the actors

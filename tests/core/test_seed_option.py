@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
+from tests.support.cli import full_command_tree
 from tools.cli import build_app
 
 
@@ -46,7 +46,7 @@ def test_the_k_means_seed_has_its_own_maximum():
 
 
 def test_every_seed_option_gives_one_line():
-    commands = seed_commands(typer.main.get_command(build_app()))
+    commands = seed_commands(full_command_tree())
     assert {("generate",), ("chat",), ("calibrate",), ("eval", "benchmark")} <= set(commands)
     for command in commands:  # required arguments are checked after the seed given first
         assert "--seed -1 is out of range" in one_error_line([*command, "--seed", "-1"])

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from graph.embedding import Embedder
+from graph.embedding import Embedder, _batches
 from graph.errors import GraphError
 
 TEXTS = [
@@ -68,3 +68,16 @@ def test_onnx_backend_needs_a_fast_tokenizer(tmp_path):
     with pytest.raises(GraphError, match=r"no tokenizer\.json"):
         Embedder(tmp_path / "model", backend="onnx")
     assert Embedder(tmp_path / "model").backend == "torch"
+
+
+def test_a_long_text_after_short_ones_is_run_in_a_batch_of_its_own():
+    # rows by token count: the prompt (26 tokens) and its short phrases
+    assert [b.tolist() for b in _batches([26, 4, 4, 6, 5], 64)] == [[1, 2, 4, 3], [0]]
+    assert [len(b) for b in _batches([5] * 10, 4)] == [4, 4, 2]
+    assert _batches([], 64) == []
+
+
+def test_the_onnx_threads_can_be_bounded(embedder):
+    one = Embedder(threads=1)
+    assert one._onnx.session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_allclose(one.embed(TEXTS[:3]), embedder.embed(TEXTS[:3]), atol=1e-6)

@@ -130,3 +130,16 @@ def test_small_partitions_are_searched_exactly_without_chroma(graph, monkeypatch
     via_chroma = graph.search("a young woman with long red hair", k=2, kind=ExpertKind.PEFT)
     assert [e.id for e, _ in hits] == [e.id for e, _ in via_chroma]
     np.testing.assert_allclose([s for _, s in hits], [s for _, s in via_chroma], atol=1e-4)
+
+
+@pytest.mark.parametrize("limit", [0, 2048], ids=["chroma", "exact"])
+def test_many_queries_in_one_call_answer_as_one_query_each(graph, embedder, monkeypatch, limit):
+    monkeypatch.setattr("graph.universal.EXACT_SEARCH_LIMIT", limit)
+    queries = embedder.embed(["city at night", "sharp eyes", "painting", "an anime girl"])
+    for kind, base in ((ExpertKind.PEFT, BaseFamily.SD15), (None, None), (ExpertKind.CKPT, None)):
+        many = graph.search_many(queries, k=3, kind=kind, base=base)
+        one = [graph.search(q, k=3, kind=kind, base=base) for q in queries]
+        assert [[(e.id, s) for e, s in hits] for hits in many] == [
+            [(e.id, s) for e, s in hits] for hits in one
+        ]
+    assert graph.search_many(queries[:0], k=3) == []

@@ -201,3 +201,27 @@ def test_experts_by_id_reads_the_rows_asked_for_in_that_order(store):
     assert [e.id for e in store.experts(kind=ExpertKind.PEFT, ids=["e7", "e1"])] == ["e7", "e1"]
     with pytest.raises(UnknownExpertError):
         store.experts(ids=["e1", "nope"])
+
+
+def test_derived_views_are_kept_per_revision(store):
+    _refs(store, 2)
+    store.add_experts([(expert("a"), vec(1)), (expert("b", kind="ckpt", base="sdxl"), vec(2))])
+    store.set_calibrations(
+        [
+            Calibration(expert_id="b", ref_id="r0", scores={"clip_score": 0.1}),
+            Calibration(expert_id="a", ref_id="r1", scores={"clip_score": 0.2}),
+        ]
+    )
+    first = store.arrays()
+    assert first.expert_rows() == {"a": 0, "b": 1} and first.expert_rows() is first.expert_rows()
+    assert first.partition_sizes == {("peft", "sd15", "active"): 1, ("ckpt", "sdxl", "active"): 1}
+    assert first.edge_expert_ids.tolist() == ["a", "b"]  # edges in expert order
+    store.deprecate("a")
+    store.add_experts([(expert("c"), vec(3))])
+    second = store.arrays()
+    assert second is not first and second.expert_rows()["c"] == 2
+    assert second.partition_sizes == {
+        ("peft", "sd15", "deprecated"): 1,
+        ("peft", "sd15", "active"): 1,
+        ("ckpt", "sdxl", "active"): 1,
+    }

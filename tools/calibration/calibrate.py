@@ -1,9 +1,10 @@
 """Node calibration (paper §3.1): score each expert on the reference prompts, as graph edges.
 
 For every expert, the reference prompts it has no scores for yet are generated N times with
-fixed seeds and scored; each prompt's mean per metric becomes a calibration edge, written
-as soon as the expert finishes, so an interrupted run resumes where it stopped. An expert
-that fails is recorded in the report and the run goes on.
+fixed seeds and scored; each prompt's mean per metric becomes a calibration edge (and the
+first seed's image a small sample PNG, :mod:`graph.samples`), written as soon as the expert
+finishes, so an interrupted run resumes where it stopped. An expert that fails is recorded
+in the report and the run goes on.
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def _record(graph, result: ExpertResult, report: CalibrationReport) -> None:
         Calibration(expert_id=result.expert_id, ref_id=ref_id, scores=scores)
         for ref_id, scores in result.scores.items()
     )
+    graph.set_samples(result.expert_id, result.samples)
     report.calibrated[result.expert_id] = len(result.scores)
     report.images += result.images
     logger.info(

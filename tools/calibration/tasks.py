@@ -83,10 +83,12 @@ class ExpertTask(BaseModel):
 
 
 class ExpertResult(BaseModel):
-    """Mean score per metric for each reference prompt of a task, or why it failed."""
+    """Mean score per metric for each reference prompt of a task, or why it failed;
+    ``samples``: the first seed's image of each prompt as a small PNG."""
 
     expert_id: str
     scores: dict[str, dict[str, float]] = Field(default_factory=dict)  # ref id -> metric -> mean
+    samples: dict[str, bytes] = Field(default_factory=dict)  # ref id -> PNG thumbnail
     error: str | None = None
     unusable: bool = False  # the error is the expert's own (it does not fit the base, ...)
     images: int = 0

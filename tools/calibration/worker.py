@@ -96,7 +96,7 @@ class Worker:
         """Scores of every prompt of ``task``; any failure is returned, not raised."""
         start = time.perf_counter()
         try:
-            scores, images = self._run(task)
+            scores, samples, images = self._run(task)
         except Exception as exc:  # one expert's failure must not stop the run
             from graph.errors import DiffGraphError
 
@@ -110,17 +110,21 @@ class Worker:
         return ExpertResult(
             expert_id=task.expert_id,
             scores=scores,
+            samples=samples,
             images=images,
             seconds=time.perf_counter() - start,
         )
 
-    def _run(self, task: ExpertTask) -> tuple[dict[str, dict[str, float]], int]:
+    def _run(self, task: ExpertTask) -> tuple[dict[str, dict[str, float]], dict[str, bytes], int]:
+        """Scores per prompt, the first seed's image per prompt (PNG) and images made."""
+        from tools.calibration.thumbnails import thumbnail_png
         from tools.generation.request import GenerationRequest
 
         sampling = self.spec.sampling
         n = sampling.images_per_prompt
         per_call = max(1, self.spec.max_batch // n)
         scores: dict[str, dict[str, float]] = {}
+        samples: dict[str, bytes] = {}
         with self.generator.merged(task.merge_plan()):
             for start in range(0, len(task.prompts), per_call):
                 chunk = task.prompts[start : start + per_call]
@@ -143,4 +147,5 @@ class Worker:
                         name: float(value[i * n : (i + 1) * n].mean())
                         for name, value in metrics.items()
                     }
-        return scores, len(task.prompts) * n
+                    samples[ref_id] = thumbnail_png(result.images[i * n])
+        return scores, samples, len(task.prompts) * n

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from graph.errors import first_error
 from graph.records import BaseFamily, ExpertKind
 from tools.platforms.errors import MalformedResponseError
 from tools.platforms.records import (
@@ -273,7 +274,5 @@ def parse_version_response(data: Any, platform: PlatformName, site_url: str) -> 
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "item"
-        return f"{where}: {err['msg']} (got {str(err.get('input'))[:60]!r})"
+        return first_error(exc, got_limit=60)
     return str(exc)[:200]

@@ -86,6 +86,9 @@ def test_the_catalogue_is_registered(first, embedder):
         assert arrays.metric_names == ["aesthetic", "clip_score"]
         for expert in experts.values():
             assert graph.store.calibrated_pairs(expert.id) == set(arrays.ref_ids)
+            samples = graph.samples(expert.id, arrays.ref_ids)  # each pair's first image
+            assert list(samples) == list(arrays.ref_ids)
+            assert all(p.read_bytes().startswith(b"\x89PNG") for p in samples.values())
         assert report.calibration_edges == len(REF_PROMPTS) * len(experts)
         assert report.calibration_demo  # tiny models and scorers say so
         hits = graph.search("a soft watercolor painting of flowers", k=1, exact=True)

@@ -123,8 +123,13 @@ def test_malformed_analysis_is_retried_then_falls_back(known_graph, make_context
     assert "not valid" in retry[-1]["content"]
     assert result.mode == "fallback"
     assert result.step_modes == {"analyse": "fallback", "filter": "llm"}
-    # the no-LLM analysis: the prompt's phrases
-    assert result.attributes == ["a portrait of a young woman", "red hair", "watercolor"]
+    # the no-LLM analysis: the prompt's phrases, and word pairs inside the long one
+    assert result.attributes == [
+        "a portrait of a young woman",
+        "young woman",
+        "red hair",
+        "watercolor",
+    ]
     assert result.llm_requests == 3
     events = read_trace(result.trace_path)
     (fallback,) = [e for e in events if e.event == "fallback"]

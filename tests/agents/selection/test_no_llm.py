@@ -23,7 +23,12 @@ def test_red_haired_woman_watercolor(known_graph, make_context):
     assert result.mode == "no-llm"
     assert result.step_modes == {"analyse": "no-llm", "filter": "no-llm"}
     assert result.summary == "a portrait of a young woman with red hair, watercolor"
-    assert result.attributes == ["a portrait of a young woman", "red hair", "watercolor"]
+    assert result.attributes == [
+        "a portrait of a young woman",
+        "young woman",
+        "red hair",
+        "watercolor",
+    ]
     assert [e.id for e in result.checkpoints] == ["ckpt-watercolor"]
     assert "lora-red-hair" in [e.id for e in result.loras]
     assert not result.base_model and result.llm_requests == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from agents.prompt_syntax import parse_prompt
-from agents.selection.policy import analysis_from_prompt, filter_by_similarity
+from agents.selection.policy import analysis_from_prompt, filter_by_similarity, windows
 from agents.selection.result import SelectedExpert
 from agents.selection.state import Candidate
 from graph.records import ExpertKind
@@ -112,3 +112,18 @@ def test_analysis_is_the_prompt_and_all_its_phrases_with_negations_to_avoid():
     assert analysis.attributes == ["a cat", "red hair", "blue sky", "smile"]
     # ... but what the prompt rules out is not one: it is avoided, with the negative prompt
     assert analysis.avoid == ["neon", "photo", "blurry"]
+
+
+def test_a_long_phrase_adds_its_word_pairs_not_across_function_words():
+    parsed = parse_prompt("a low poly mountain lake at dawn, oil painting")
+    analysis = analysis_from_prompt(parsed, SETTINGS)
+    (scene, style) = analysis.components
+    assert scene.attributes == [
+        "a low poly mountain lake at dawn",
+        "low poly",
+        "poly mountain",
+        "mountain lake",
+    ]
+    # two content words are already as short as a need gets
+    assert style.attributes == ["oil painting"]
+    assert windows("a portrait of a man") == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,13 +72,12 @@ def service_factory(tmp_path_factory, chat_template, tiny_sd15_files, embedder):
         service.pipeline.graph.close()
 
 
-@pytest.fixture(scope="package")
-def served(service_factory):
-    """The web UI of one service, served on a free local port for the package's tests."""
+@contextmanager
+def serving(service) -> Iterator[Served]:
+    """The web UI of ``service`` served on a free local port for the block."""
     pytest.importorskip("gradio")
     from agents.webui.app import launch
 
-    service = service_factory()
     port = free_port()
     ui = launch(service, "127.0.0.1", port, block=False)
     try:
@@ -88,6 +89,21 @@ def served(service_factory):
         )
     finally:
         ui.close()
+
+
+@pytest.fixture(scope="package")
+def served(service_factory):
+    """The web UI of one service for the package's tests that leave the graph as it is."""
+    with serving(service_factory()) as ui:
+        yield ui
+
+
+@pytest.fixture(scope="package")
+def scratch(service_factory):
+    """A second web UI, on its own copy of the graph, for the tests that change the graph
+    (crawls, calibration): the other tests see the tiny graph as it was made."""
+    with serving(service_factory()) as ui:
+        yield ui
 
 
 @pytest.fixture(scope="package")
@@ -104,19 +120,35 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def page(browser, served):
-    """A new browser tab on the UI (a new chat thread), with downloads allowed."""
+@contextmanager
+def opened(browser, url: str):
+    """A new browser tab on the UI at ``url`` (a new chat thread), with downloads allowed."""
     context = browser.new_context(accept_downloads=True, viewport={"width": 1400, "height": 1000})
     tab = context.new_page()
     tab.set_default_timeout(60_000)
-    tab.goto(served.url)
+    tab.goto(url)
     tab.wait_for_selector("#thread textarea, #thread input")
     tab.wait_for_function(
         "() => (document.querySelector('#thread textarea, #thread input') || {}).value"
     )
-    yield tab
-    context.close()
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page(browser, served):
+    """A new browser tab on the shared UI."""
+    with opened(browser, served.url) as tab:
+        yield tab
+
+
+@pytest.fixture
+def scratch_page(browser, scratch):
+    """A new browser tab on the UI whose graph the test may change."""
+    with opened(browser, scratch.url) as tab:
+        yield tab
 
 
 __all__ = ["needs_chromium"]

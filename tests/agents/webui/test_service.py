@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from agents.webui.errors import GenerationCancelled, WebUIError
 from agents.webui.service import GenerateForm
+from agents.webui.views import expert_markdown
 from graph.records import ExpertKind, ExpertStatus
 
 PROMPT = "a watercolor painting of a castle"
@@ -95,6 +96,8 @@ def test_graph_browser_finds_pages_deprecates_and_reenables(service):
 
     page = service.expert_page("lora-castle")
     assert page.expert.id == "lora-castle" and page.history
+    assert page.scores == [] and page.samples == []  # never calibrated: the page says so
+    assert "0 reference prompts scored · no sample images" in expert_markdown(page)
 
     assert service.set_active("lora-castle", False, "looks wrong").status.value == "deprecated"
     active = ExpertStatus.ACTIVE
