@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from bench.report import table, write_section
+from evals.benchmarks_md import table, write_section
 
 RANK = 32
 LORAS = 3

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch
 
-from bench.report import table, write_section
+from evals.benchmarks_md import table, write_section
 from graph.config import GraphConfig
 from graph.records import BaseFamily, Expert, ExpertKind, WeightFile
 from graph.universal import UniversalGraph

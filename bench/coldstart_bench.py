@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
                     ", ".join(_modules(cli, cwd)) or "none",
                 ]
             )
-    from bench.report import table
+    from evals.benchmarks_md import table
 
     text = (
         f"Fresh processes, {args.runs} runs each, over the demo catalogue (41 experts) in a "
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(text)
     if args.write:
-        from bench.report import write_section
+        from evals.benchmarks_md import write_section
 
         write_section(
             "coldstart", "Cold start (issue 15)", "python -m bench.coldstart_bench --write", text

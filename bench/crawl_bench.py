@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.construction.graph import make_calibrator, make_context, run_crawl
 from agents.construction.schemas import CrawlRequest
-from bench.report import table, write_section
+from evals.benchmarks_md import table, write_section
 from graph.embedding import Embedder
 from graph.universal import UniversalGraph
 from tools.llm.scripted_server import ScriptedOpenAIServer

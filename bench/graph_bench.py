@@ -16,7 +16,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report import table, write_section
+from evals.benchmarks_md import table, write_section
 from graph.config import GraphConfig
 from graph.index import numpy_topk
 from graph.records import (

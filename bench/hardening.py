@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report import table, write_section
+from evals.benchmarks_md import table, write_section
 
 COLUMNS = [
     "corpus",

@@ -318,7 +318,7 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="merge-bench-", dir=args.workdir) as tmp:
         body = _run_all(Path(tmp), args.skip_checkpoints, args.repeat)
-    from bench.report import write_section
+    from evals.benchmarks_md import write_section
 
     write_section(
         "merge",
@@ -334,7 +334,7 @@ REPEATED = ("ours", "diffusers")  # the pair the speed target compares
 
 
 def _run_all(folder: Path, skip_checkpoints: bool, repeat: int) -> str:
-    from bench.report import table
+    from evals.benchmarks_md import table
     from tools.weights.families import parameter_shapes
 
     load = os.getloadavg()[0]

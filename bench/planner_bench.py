@@ -27,7 +27,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import table, write_section  # noqa: E402
+from evals.benchmarks_md import table, write_section  # noqa: E402
 from graph.prompts import read_prompts  # noqa: E402
 from planner.activation import fit_metric_scales  # noqa: E402
 from planner.config import PlannerConfig  # noqa: E402

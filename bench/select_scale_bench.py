@@ -44,7 +44,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.report import table, write_section  # noqa: E402
+from evals.benchmarks_md import table, write_section  # noqa: E402
 from graph.config import GraphConfig  # noqa: E402
 from graph.records import (  # noqa: E402
     BaseFamily,

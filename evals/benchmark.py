@@ -121,6 +121,7 @@ class PromptInfo(BaseModel):
     seed: int
     selected: list[str]
     selection_mode: str
+    gold: list[str] | None = None
 
 
 class BenchmarkReport(BaseModel):
@@ -147,15 +148,20 @@ def run_benchmark(
     options: BenchmarkOptions,
     out_dir: Path,
     ctx: PipelineContext | None = None,
+    gold: Sequence[Sequence[str]] | None = None,
 ) -> BenchmarkReport:
     """Run every requested row on ``prompts``; write JSON, Markdown and the gallery.
 
     ``ctx``: components already built (then its settings are the run's settings).
+    ``gold``: per prompt, the expert ids that serve it (the oracle rows, and 'Ours fixed'
+    plans over them instead of one fixed set).
     """
     from agents.pipeline.context import build_context
 
     if not prompts:
         raise BenchmarkError("no prompts: give a prompt file with at least one line")
+    if gold is not None and len(gold) != len(prompts):
+        raise BenchmarkError(f"{len(gold)} gold expert sets for {len(prompts)} prompts")
     rows = get_methods(options.methods, "method") + get_methods(options.ablations, "ablation")
     _check_options(options)
     out_dir = Path(out_dir)
@@ -163,7 +169,7 @@ def run_benchmark(
     owned = ctx is None
     ctx = ctx or build_context(settings, planner="equal")
     try:
-        return _run(ctx, prompts, options, rows, out_dir)
+        return _run(ctx, prompts, options, rows, out_dir, gold)
     finally:
         if owned:
             ctx.graph.close()
@@ -175,6 +181,7 @@ def _run(
     options: BenchmarkOptions,
     rows: list[Method],
     out_dir: Path,
+    gold: Sequence[Sequence[str]] | None = None,
 ) -> BenchmarkReport:
     from agents.pipeline.pipeline import GenerateOptions, fresh_selection_context
     from agents.selection.graph import select
@@ -196,7 +203,8 @@ def _run(
         cases = []
         for index, prompt in enumerate(prompts):
             selection = select(prompt, fresh_selection_context(ctx))
-            cases.append(PromptCase(index, prompt, options.seed + index, selection))
+            labels = None if gold is None else list(gold[index])
+            cases.append(PromptCase(index, prompt, options.seed + index, selection, labels))
         bench = Bench(
             pipeline=ctx,
             options=GenerateOptions(
@@ -216,7 +224,9 @@ def _run(
             tracer=tracer,
         )
         notes = []
-        if any(r.name == "ours-fixed" for r in rows):
+        if gold is not None:
+            notes.append("Ours fixed: the planner over each prompt's gold experts")
+        elif any(r.name == "ours-fixed" for r in rows):
             bench.fixed_experts, note = _fixed_experts(bench, cases, options, settings)
             notes += [note] if note else []
         unavailable = _prepare(bench, rows)
@@ -382,6 +392,7 @@ def _report(ctx, scoring, cases, bench, rows, unavailable, results, notes) -> Be
                 seed=c.seed,
                 selected=[e.id for e in bench.usable(c.selection.expert_ids)],
                 selection_mode=c.selection.mode,
+                gold=c.gold,
             )
             for c in cases
         ],

@@ -92,6 +92,7 @@ class PromptCase:
     prompt: str
     seed: int
     selection: SelectionResult
+    gold: list[str] | None = None  # the expert ids that serve it, when labelled
 
     @property
     def text(self) -> str:
@@ -250,7 +251,43 @@ def planned(call: RowCall) -> RowImages:
 
 
 def fixed(call: RowCall) -> RowImages:
-    return pipeline_row(call, call.resource, experts=call.bench.fixed_experts)
+    """The planner over the prompt's gold experts when labelled, else the run's fixed set."""
+    gold = call.case.gold
+    return pipeline_row(
+        call, call.resource, experts=call.bench.fixed_experts if gold is None else gold
+    )
+
+
+def _gold(call: RowCall) -> list[str]:
+    if call.case.gold is None:
+        raise BenchmarkError("this row needs gold experts per prompt (a labelled prompt set)")
+    return call.case.gold
+
+
+def oracle_single(call: RowCall) -> RowImages:
+    """The prompt's first gold expert alone (the base model when no expert serves it)."""
+    gold = _gold(call)[:1]
+    row = pipeline_row(call, _equal(), experts=gold)
+    if len(call.case.gold or []) > 1:
+        row.notes.append("oracle single: the first gold expert of several")
+    return row
+
+
+def retrieval_single(call: RowCall) -> RowImages:
+    """The usable expert whose description embeds nearest the prompt, alone at weight 1."""
+    bench = call.bench
+    usable = {e.id for e in bench.pool}
+    hits = bench.pipeline.graph.search(
+        call.case.text, k=len(usable) or 1, base=bench.pipeline.generator.family
+    )
+    best = next(((e, s) for e, s in hits if e.id in usable), None)
+    row = pipeline_row(call, _equal(), experts=[best[0].id] if best else [])
+    row.notes.append(
+        f"retrieved by description embedding: {best[0].id} (cosine {best[1]:.3f})"
+        if best
+        else "no usable expert retrieved: the base model"
+    )
+    return row
 
 
 def without_esa(call: RowCall) -> RowImages:
@@ -372,7 +409,28 @@ for _method in (
     Method("llm", "LLM weights", "method", planned, "selected, LLM-proposed coefficients", LLM),
     Method("dare", "DARE", "method", dare, "selected experts, DARE merge (equal weights)"),
     Method("ties", "TIES", "method", ties, "selected experts, TIES merge (equal weights)"),
-    Method("ours-fixed", "Ours fixed", "method", fixed, "the planner over a fixed set", FULL),
+    Method(
+        "retrieval-single",
+        "Best single expert (retrieval)",
+        "method",
+        retrieval_single,
+        "the expert nearest the prompt by description embedding, alone",
+    ),
+    Method(
+        "oracle-single",
+        "Oracle single expert (gold)",
+        "method",
+        oracle_single,
+        "the prompt's first gold expert alone (labelled prompts only)",
+    ),
+    Method(
+        "ours-fixed",
+        "Ours fixed",
+        "method",
+        fixed,
+        "the planner over a fixed set (the prompt's gold set when labelled)",
+        FULL,
+    ),
     Method("diffgraph", "DiffGraph", "method", planned, "selection + learned planner", FULL),
     Method("no-esa", "w/o ESA", "ablation", without_esa, "the planner, no selection", FULL),
     Method(

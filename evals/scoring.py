@@ -35,7 +35,7 @@ class Scoring:
         """One ``{metric: score}`` per image file, scored against ``prompt``."""
         if self.suite is None or not paths:
             return [{} for _ in paths]
-        images = _read_images(paths)
+        images = read_images(paths)
         scores = self.suite.score(images, [prompt] * len(paths))
         return [{m: float(scores[m][i]) for m in self.metrics} for i in range(len(paths))]
 
@@ -89,7 +89,7 @@ def load_scoring(
     return Scoring(None, [], unavailable)
 
 
-def _read_images(paths: Sequence[Path]):
+def read_images(paths: Sequence[Path]):
     """Image files as float ``[N, 3, H, W]`` in [0, 1] (what the gallery shows)."""
     import numpy as np
     import torch

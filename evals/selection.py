@@ -274,7 +274,7 @@ DATASET_TEXT = {
 
 
 def table_for(results: dict[str, dict[str, Any]]) -> str:
-    from bench.report import table
+    from evals.benchmarks_md import table
 
     rows = [
         [
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(by_dataset, load)
     print(text)
     if args.write:
-        from bench.report import write_section
+        from evals.benchmarks_md import write_section
 
         command = "python -m evals.selection --write"
         write_section("selection", "Expert selection (issue 6)", command, text)

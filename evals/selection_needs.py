@@ -242,7 +242,7 @@ def _top_n(row: dict[str, Any], item: Item, n: int) -> dict[str, Any]:
 
 
 def table(results: dict[str, list], split: str) -> str:
-    from bench.report import table as md_table
+    from evals.benchmarks_md import table as md_table
 
     rows = []
     for mode, result in results.items():
@@ -261,7 +261,7 @@ def table(results: dict[str, list], split: str) -> str:
 
 
 def by_kind(results: dict[str, list], split: str, mode: str = "needs") -> str:
-    from bench.report import table as md_table
+    from evals.benchmarks_md import table as md_table
 
     rows = []
     for kind in KINDS:
@@ -363,7 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     text = report(results, load_avg)
     print(text)
     if args.write:
-        from bench.report import write_section
+        from evals.benchmarks_md import write_section
 
         command = "python -m evals.selection_needs --write"
         write_section("selection-needs", "Need-aware selection (issue 15)", command, text)

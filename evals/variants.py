@@ -59,6 +59,7 @@ def load_variant(
     """The planner of ``variant``: from ``checkpoint`` (the full planner: default
     ``planner.checkpoint``), else trained ``train_steps`` steps on the synthetic reward over
     ``pool``; raises :class:`BenchmarkError` when neither is possible."""
+    from planner.checkpoint import read_checkpoint
     from planner.loading import checkpoint_path, load_learned
 
     if variant not in VARIANTS:
@@ -78,6 +79,8 @@ def load_variant(
         source = f"trained {train_steps} steps here on the synthetic reward: {checkpoint}"
     else:
         source = f"checkpoint {checkpoint}"
+    state = read_checkpoint(checkpoint).state
+    source += f" ({state.step} REINFORCE steps, {state.env} reward, {state.prompts} prompts)"
     planner = load_learned(settings, graph, checkpoint)
     config = planner.model.config
     found = {"expert_features": config.expert_features, "edge_features": config.edge_features}

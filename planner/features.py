@@ -123,7 +123,7 @@ class InputFeatures(nn.Module):
             edges = data[relation].edge_index
             indices.append(edges + torch.tensor([[offsets[src]], [offsets[dst]]]))
             values = edge_attr[relation]
-            if values.shape[1] == 1:  # a similarity: [similarity, 1]
+            if relation not in (CALIBRATED, reverse(CALIBRATED)):  # [similarity, 1]
                 values = torch.cat([values, torch.ones_like(values)], dim=1)
             start, width = blocks[index]
             features = torch.zeros(edges.shape[1], self.edge_width)

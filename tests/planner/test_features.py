@@ -74,3 +74,18 @@ def test_learnable_edge_features_replace_the_scores_with_one_trained_vector():
     assert bool((edges[CALIBRATED][:, 4] == 1).all())
     edges[CALIBRATED].sum().backward()
     torch.testing.assert_close(features.edge_value.grad, torch.full((4,), 4.0))  # 4 edges
+
+
+def test_a_graph_without_calibration_edges_still_encodes():
+    """A graph nobody calibrated yet: no edges and no metrics."""
+    uncalibrated = toy_subgraph(metrics=())
+    uncalibrated.edge_index = torch.zeros((2, 0), dtype=torch.long)
+    uncalibrated.edge_attr = torch.zeros((0, 0))
+    uncalibrated.edge_mask = torch.zeros((0, 0), dtype=torch.bool)
+    config = toy_config(metrics=[])
+    data = activate(uncalibrated, PROMPT, config)
+    encoded = InputFeatures(config)(data)
+    assert data[CALIBRATED].edge_index.shape == (2, 0)
+    assert encoded.x.shape[0] == 3 + 3 + 1
+    # the other relations keep their edges and their similarity blocks
+    assert encoded.edge_index.shape[1] == encoded.edge_attr.shape[0] > 0

@@ -1,4 +1,5 @@
-"""Writing benchmark results into BENCHMARKS.md, one marked section per script."""
+"""Writing benchmark results into the checkout's BENCHMARKS.md, one marked section per script
+(bench/ scripts and the evals commands that report figures)."""
 
 from __future__ import annotations
 
