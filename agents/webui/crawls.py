@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import ValidationError
 
 from agents.webui.errors import WebUIError
-from graph.errors import DiffGraphError
+from graph.errors import DiffGraphError, first_error
 
 if TYPE_CHECKING:
     from agents.construction.schemas import CrawlReport, CrawlRequest
@@ -60,11 +60,7 @@ def crawl_request(
             local_paths=[local_path.strip()] if local_path.strip() else [],
         )
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise WebUIError(
-            f"invalid crawl option {where}: {err['msg']} (got {err.get('input')!r})"
-        ) from exc
+        raise WebUIError(f"invalid crawl option {first_error(exc, got_limit=200)}") from exc
     except (TypeError, ValueError) as exc:
         raise WebUIError(f"invalid crawl option: {exc}") from exc
     if request.source == "local" and not request.local_paths:
