@@ -324,6 +324,10 @@ def world_table(
         int | None, typer.Option(min=1, help="the first N prompts of each suite")
     ] = None,
     small: Annotated[bool, typer.Option("--small", help="three prompts: a quick check")] = False,
+    skip_missing: Annotated[
+        bool,
+        typer.Option("--skip-missing", help="leave out prompts whose gold experts the graph lacks"),
+    ] = False,
     methods: Annotated[str | None, typer.Option(help="comma-separated rows")] = None,
     seeds: Annotated[int, typer.Option(min=1, max=16, help="images per prompt and row")] = 4,
     seed: Annotated[int, seed_option("prompt i uses seeds seed + i, ...")] = 0,
@@ -347,6 +351,7 @@ def world_table(
         **{k: v for k, v in chosen.items() if v is not None},
         per_suite=per_suite,
         small=small,
+        skip_missing=skip_missing,
         seeds=seeds,
         seed=seed,
         steps=steps,

@@ -193,10 +193,12 @@ def pipeline_row(
     merge: str = "diffgraph",
     notes: Sequence[str] = (),
     fusion: str = "merge",
+    params: dict[str, Any] | None = None,
 ) -> RowImages:
     """Generate through the pipeline: over the prompt's selection (``experts`` None) or
     over exactly ``experts``, with ``planner``'s coefficients and the ``merge`` method
-    (``fusion="gated"``: the LoRAs fused by AutoLoRA's gates instead of merged)."""
+    (``fusion="gated"``: the LoRAs fused by AutoLoRA's gates instead of merged); ``params``:
+    the method's parameters when the row has its own (the run's ``merge_params`` win)."""
     from agents.pipeline.pipeline import run
 
     bench, case = call.bench, call.case
@@ -206,7 +208,7 @@ def pipeline_row(
             "seed": case.seed,
             "experts": None if experts is None else list(experts),
             "method": merge,
-            "method_params": bench.merge_params.get(merge, {}),
+            "method_params": {**(params or {}), **bench.merge_params.get(merge, {})},
             "fusion": fusion,
         }
     )
@@ -243,6 +245,11 @@ def dare(call: RowCall) -> RowImages:
 
 def ties(call: RowCall) -> RowImages:
     return pipeline_row(call, _equal(), merge="ties")
+
+
+def klora(call: RowCall) -> RowImages:
+    """K-LoRA-style: per layer the selected LoRA with the largest top-k magnitudes, whole."""
+    return pipeline_row(call, _equal(), merge="klora", params={"keep_total": True})
 
 
 def planned(call: RowCall) -> RowImages:
@@ -409,6 +416,13 @@ for _method in (
     Method("llm", "LLM weights", "method", planned, "selected, LLM-proposed coefficients", LLM),
     Method("dare", "DARE", "method", dare, "selected experts, DARE merge (equal weights)"),
     Method("ties", "TIES", "method", ties, "selected experts, TIES merge (equal weights)"),
+    Method(
+        "klora",
+        "K-LoRA-style",
+        "method",
+        klora,
+        "selected experts, per layer the LoRA with the largest top-k magnitudes, whole",
+    ),
     Method(
         "retrieval-single",
         "Best single expert (retrieval)",

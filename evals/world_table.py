@@ -51,6 +51,7 @@ WORLD_METHODS = [
     "llm",
     "dare",
     "ties",
+    "klora",
     "ours-fixed",
     "diffgraph",
     "autolora-top2",
@@ -81,6 +82,9 @@ class WorldTableOptions(BaseModel):
         None, ge=1, description="train missing planner variants this long (synthetic reward)"
     )
     resamples: int = Field(2000, ge=1)
+    skip_missing: bool = Field(
+        False, description="leave out prompts whose gold experts the graph lacks (and say so)"
+    )
 
 
 class ImageScores(BaseModel):
@@ -218,14 +222,27 @@ def run_world_table(
     ctx = ctx or build_context(settings, planner="equal")
     try:
         ids = world_expert_ids(ctx)
+        prompts, skipped = _available(prompts, ids, options.skip_missing)
         needed = sorted({slug for p in prompts for slug in p.gold} - set(ids))
+        fix = (
+            "run `diffgraph demo` with the same data folder first (it crawls and calibrates "
+            "the world catalogue and trains the planner)"
+        )
         if needed:
             raise BenchmarkError(
-                f"the graph at {settings.data_dir} lacks the world experts {needed}: run "
-                "`diffgraph demo` with the same data folder first (it crawls and calibrates the "
-                "world catalogue and trains the planner)"
+                f"the graph at {settings.data_dir} lacks the world experts {needed}: {fix}"
+            )
+        if not prompts:
+            raise BenchmarkError(
+                f"the graph at {settings.data_dir} lacks the gold experts of every chosen "
+                f"prompt: {fix}"
             )
         methods, notes = _methods(options.methods, settings)
+        if skipped:
+            notes.append(
+                f"{skipped} prompt(s) left out: the graph lacks their gold experts "
+                "(--skip-missing; crawl the whole world catalogue to run them)"
+            )
         bench = BenchmarkOptions(
             methods=methods,
             seed=options.seed,
@@ -248,6 +265,16 @@ def run_world_table(
     table.seconds = round(time.perf_counter() - start, 1)
     write_outputs(table, Path(out_dir))
     return table
+
+
+def _available(
+    prompts: list[WorldPrompt], ids: dict[str, str], skip_missing: bool
+) -> tuple[list[WorldPrompt], int]:
+    """The prompts to run and how many were left out for lack of their gold experts."""
+    if not skip_missing:
+        return prompts, 0
+    kept = [p for p in prompts if set(p.gold) <= set(ids)]
+    return kept, len(prompts) - len(kept)
 
 
 def _methods(wanted: Sequence[str], settings: Settings) -> tuple[list[str], list[str]]:

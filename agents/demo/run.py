@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 PROMPTS = Path(__file__).with_name("prompts.jsonl")
 CHAT_PROMPTS = (46, 87, 91)  # rows of prompts.jsonl the scripted session starts from
 TRAIN_PROMPT_SEED = 95_000  # the world's planner prompts (the benchmark's are held out)
+WORLD_BENCHMARK_SEEDS = 2  # images per prompt and row of the demo's small world table
+WORLD_PLANNER_BATCH = 2  # training prompts per planner step on the world's real reward
 
 
 class DemoError(DiffGraphError):
@@ -49,8 +51,11 @@ class DemoConfig:
 
     reference_prompts: int = 8
     max_experts: int = 100
-    planner_steps: int = 60
-    benchmark_prompts: int = 3
+    planner_steps: int = 60  # classic demo: steps on the graph's synthetic reward (fast)
+    # the world: REINFORCE steps on real rewards, each WORLD_PLANNER_BATCH prompts × the
+    # planner's samples merged, generated and judged (~2.6 s per sample on 2 CPU cores)
+    world_planner_steps: int = 8
+    benchmark_prompts: int = 3  # on the world: per held-out suite (four suites)
     ablations: bool = True
     world: Path | None = WORLD_DIR  # None: the classic demo on random tiny models
 
@@ -286,19 +291,25 @@ def _train_planner(settings: Settings, prompts, report: DemoReport, say) -> None
     from planner.training import train_planner
 
     path = checkpoint_path(settings)
+    world = report.config.world is not None
+    steps = report.config.world_planner_steps if world else report.config.planner_steps
+    if world:
+        planner = settings.planner.model_copy(update={"batch_size": WORLD_PLANNER_BATCH})
+        settings = settings.model_copy(update={"planner": planner})
     with UniversalGraph(settings.graph) as graph:
         state = train_planner(
             settings,
             graph,
             prompts,
-            env="graph" if report.config.world is None else "real",
-            experts=_world_pool(graph) if report.config.world is not None else None,
-            steps=report.config.planner_steps,
+            env="real" if world else "graph",
+            experts=_world_pool(graph) if world else None,
+            steps=steps,
             path=path,
             resume=path.is_file(),
         )
     report.planner = {"checkpoint": str(path), "step": state.step, "env": state.env}
-    say(f"  planner trained to step {state.step} on the graph's reward: {path}")
+    reward = "real rewards (generated, judged images)" if world else "the graph's reward"
+    say(f"  planner trained to step {state.step} on {reward}: {path}")
 
 
 def _world_pool(graph) -> list[str]:
@@ -341,47 +352,34 @@ def _merged(recipe) -> str:
 
 
 def _benchmark(settings: Settings, prompts, report: DemoReport, say) -> None:
-    """``diffgraph eval benchmark`` in its own process (nothing imports evals/)."""
+    """The benchmark in its own process (nothing imports evals/): on the world, a small
+    ``diffgraph eval world`` (Table 1's rows on each held-out suite); on the classic demo,
+    ``diffgraph eval benchmark`` with the demo scorers."""
     import subprocess
     import sys
 
     out = report.out_dir / "benchmark"
-    prompt_file = out / "prompts.txt"
     out.mkdir(parents=True, exist_ok=True)
     n = report.config.benchmark_prompts
     if report.config.world is not None:
-        from agents.demo.world import STEPS, world_env
-        from tools.world.prompts import benchmark_prompts
+        from agents.demo.world import world_env
 
-        chosen, env, scoring = benchmark_prompts(n), world_env(settings), []
-        steps, size = STEPS, "32x32"
+        env = world_env(settings)
+        args = ["world", "--world", str(report.config.world), "--per-suite", str(n)]
+        args += ["--seeds", str(WORLD_BENCHMARK_SEEDS), "--skip-missing"]
     else:
-        chosen = prompts[-n:]
+        prompt_file = out / "prompts.txt"
+        prompt_file.write_text("\n".join(prompts[-n:]) + "\n")
         env = {
             "DIFFGRAPH_DATA_DIR": str(settings.data_dir),
             "DIFFGRAPH_BASE_MODEL": str(settings.base_model),
         }
-        scoring, steps, size = ["--demo-scorers"], 8, "64x64"
-    prompt_file.write_text("\n".join(chosen) + "\n")
-    command = [
-        sys.executable,
-        "-c",
-        "from main import app; app()",
-        "eval",
-        "benchmark",
-        "--prompts",
-        str(prompt_file),
-        "--out",
-        str(out),
-        *scoring,
-        "--size",
-        size,
-        "--steps",
-        str(steps),
-        "--json",
-    ]
-    if report.config.ablations:
-        command += ["--ablations", "all", "--train-steps", str(report.config.planner_steps // 2)]
+        args = ["benchmark", "--prompts", str(prompt_file), "--demo-scorers"]
+        args += ["--size", "64x64", "--steps", "8"]
+        if report.config.ablations:
+            args += ["--ablations", "all", "--train-steps", str(report.config.planner_steps // 2)]
+    command = [sys.executable, "-c", "from main import app; app()", "eval", *args]
+    command += ["--out", str(out), "--json"]
     done = subprocess.run(
         command, env={**os.environ, **env}, capture_output=True, text=True, check=False
     )
@@ -397,7 +395,10 @@ def _demo_parts(settings: Settings, report: DemoReport) -> list[str]:
         from agents.demo.world import PARTS
 
         parts = list(PARTS)
-        parts.append("planner: trained briefly on the graph's reward (calibration scores)")
+        parts.append(
+            f"planner: trained only {report.config.world_planner_steps} REINFORCE steps on "
+            "real rewards (experts merged, images generated and judged): too few to learn much"
+        )
         if not settings.llm.configured:
             parts.append("agents: no LLM configured, so the deterministic no-LLM policy ran")
         return parts

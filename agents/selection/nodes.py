@@ -276,6 +276,15 @@ def filter_candidates(state: SelectionState, runtime: Runtime) -> dict[str, Any]
                 vectors[0] if vectors else None,
             )
 
+        def names_a_candidate(decision: FilterDecision) -> None:
+            # schema-valid but empty or invented verdicts would drop every candidate
+            ids = {c.id for c in checkpoints + loras}
+            if ids and not any(v.id in ids for v in decision.verdicts):
+                raise ValueError(
+                    "no verdict names a candidate: give one verdict per candidate, its id "
+                    "copied exactly"
+                )
+
         result = structured_call(
             ctx.model,
             FilterDecision,
@@ -287,6 +296,7 @@ def filter_candidates(state: SelectionState, runtime: Runtime) -> dict[str, Any]
             node="filter",
             max_retries=max(min(ctx.llm.max_schema_retries, MAX_REQUESTS - used - 1), 0),
             method=ctx.llm.structured_method,
+            check=names_a_candidate,
         )
         unknown: list[str] = []
         warnings = []

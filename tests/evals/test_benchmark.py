@@ -258,3 +258,16 @@ def test_autolora_rows(world, tmp_path):
     assert "retrieved by weight embedding" in " ".join(found["autolora-top1"].notes)
     assert "DEMO" in after.backends["autolora"] and after.summary("autolora-top1").demo
     assert all(m.images == 1 and m.unavailable is None for m in after.methods)
+
+
+def test_klora_row_applies_each_layer_s_chosen_lora_whole_unless_the_run_says_otherwise(
+    world, tmp_path
+):
+    bench = options(methods=["klora"]).model_copy(update={"ablations": []})
+    report = run_benchmark(world.settings, PROMPTS[:1], bench, tmp_path / "a", ctx=world)
+    (row,) = [r for r in report.rows if r.method == "klora"]
+    assert row.merge == "klora {'keep_total': True}" and row.images
+    mine = bench.model_copy(update={"merge_params": {"klora": {"keep_total": False, "top_k": 8}}})
+    report = run_benchmark(world.settings, PROMPTS[:1], mine, tmp_path / "b", ctx=world)
+    (row,) = [r for r in report.rows if r.method == "klora"]
+    assert row.merge == "klora {'keep_total': False, 'top_k': 8}"

@@ -207,6 +207,27 @@ def test_missing_world_experts_are_named_with_the_fix(world_ctx, tmp_path):
         graph.close()
 
 
+def test_skip_missing_runs_the_prompts_the_graph_can_serve_and_says_what_it_left_out(
+    world_ctx, tmp_path
+):
+    from dataclasses import replace
+
+    from graph.universal import UniversalGraph
+
+    empty = world_ctx.settings.model_copy(update={"data_dir": tmp_path / "data"})
+    graph = UniversalGraph(empty.graph, embedder=world_ctx.graph.embedder)
+    try:
+        ctx = replace(world_ctx, settings=empty, graph=graph)
+        options = WorldTableOptions(
+            small=True, skip_missing=True, seeds=1, steps=2, methods=["equal"], resamples=10
+        )
+        result = run_world_table(empty, options, tmp_path / "out", ctx=ctx)
+    finally:
+        graph.close()
+    assert [p.suite for p in result.prompts] == ["plain"]  # the only one needing no expert
+    assert any("2 prompt(s) left out" in n for n in result.notes)
+
+
 def test_cli_names_the_missing_world(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

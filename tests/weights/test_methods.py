@@ -110,6 +110,20 @@ def test_klora_keeps_the_delta_with_the_largest_top_k_magnitudes():
     assert torch.equal(both, A + B)
 
 
+def test_klora_keep_total_applies_the_chosen_delta_at_the_merge_s_whole_strength():
+    small_but_spread = torch.full((2, 2), 1.5)
+    one_spike = torch.tensor([[5.0, 0.0], [0.0, 0.0]])
+    params = KLoraParams(top_k=1, keep_total=True)
+    # equal shares of ½: the spike wins and is applied at ½ + ½ = 1
+    assert torch.equal(klora([small_but_spread, one_spike], [0.5, 0.5], params), one_spike)
+    assert torch.equal(
+        klora([small_but_spread, one_spike], [0.5, 0.5], KLoraParams(top_k=1)), one_spike * 0.5
+    )
+    assert torch.equal(klora([A], [0.25], params), A * 0.25)  # one delta: unchanged
+    zero = klora([A, B], [0.0, 0.0], params)
+    assert torch.equal(zero, torch.zeros_like(A))
+
+
 def test_method_params_are_validated():
     assert method_params("ties", {"density": 0.3}) == TiesParams(density=0.3)
     with pytest.raises(MergeConfigError, match="density"):

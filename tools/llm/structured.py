@@ -196,7 +196,8 @@ def _failure(exc: Exception, model: BaseChatModel) -> _Failure:
         return _Failure(f"LLM server unreachable: {name}: {exc}")
     if isinstance(exc, openai.APIStatusError):
         message = f"LLM request failed: HTTP {exc.status_code}: {_short(exc)}"
-        rejected = exc.status_code in (400, 415, 422, 501) and _mentions_schema(exc)
+        # llama-cpp-python's server answers an unknown response_format type with a 500
+        rejected = exc.status_code in (400, 415, 422, 500, 501) and _mentions_schema(exc)
         return _Failure(message, schema_rejected=rejected)
     return _Failure(f"LLM request failed: {name}: {_short(exc)}")
 
@@ -267,14 +268,33 @@ def _downgrade(
     return "json_mode"
 
 
+# llama.cpp's grammar converter spells ``maxLength`` out one optional character at a time and
+# refuses a rule repeated more than 2000 times (the server then fails the request or dies):
+# longer bounds are left to the client-side validation.
+GRAMMAR_MAX_LENGTH = 500
+
+
 def wire_schema(schema: type[BaseModel]) -> dict[str, Any]:
     """The JSON schema sent to the server, ``$ref`` inlined (some local servers' grammar
-    converters do not follow references)."""
+    converters do not follow references), without ``maxLength`` bounds over
+    :data:`GRAMMAR_MAX_LENGTH` (the reply is still validated against ``schema``)."""
     from langchain_core.utils.json_schema import dereference_refs
 
     inlined = dereference_refs(schema.model_json_schema())
     inlined.pop("$defs", None)
-    return inlined
+    return _without_long_bounds(inlined)
+
+
+def _without_long_bounds(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {
+            k: _without_long_bounds(v)
+            for k, v in node.items()
+            if not (k == "maxLength" and isinstance(v, int) and v > GRAMMAR_MAX_LENGTH)
+        }
+    if isinstance(node, list):
+        return [_without_long_bounds(v) for v in node]
+    return node
 
 
 def schema_instruction(schema: type[BaseModel]) -> str:

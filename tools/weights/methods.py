@@ -76,6 +76,11 @@ class MagnitudePruneParams(MethodParams):
 class KLoraParams(MethodParams):
     top_k: int = Field(64, ge=1, description="entries whose magnitudes score a delta per layer")
     keep: int = Field(1, ge=1, description="deltas kept per layer (highest scores)")
+    keep_total: bool = Field(
+        False,
+        description="scale the kept deltas so their weights add up to all the weights' sum "
+        "(each layer keeps the merge's total strength, as K-LoRA applies the chosen LoRA whole)",
+    )
 
 
 MergeFn = Callable[[Sequence[Tensor], Sequence[float], Any, str], Tensor]
@@ -238,6 +243,9 @@ def klora(
     out = _zeros(tensors[0])
     for i in sorted(order):
         out.add_(scaled[i])
+    kept = sum(float(weights[i]) for i in order)
+    if params.keep_total and kept != 0:
+        out.mul_(sum(float(w) for w in weights) / kept)
     return out
 
 

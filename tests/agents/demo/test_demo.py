@@ -16,7 +16,7 @@ SMALL = DemoConfig(
     world=None,
 )
 SMALL_WORLD = DemoConfig(
-    reference_prompts=4, max_experts=5, planner_steps=2, benchmark_prompts=1, ablations=False
+    reference_prompts=4, max_experts=5, world_planner_steps=2, benchmark_prompts=1, ablations=False
 )
 
 
@@ -73,11 +73,12 @@ def test_the_default_demo_runs_on_the_small_trained_world(tmp_path, monkeypatch)
     assert any("SMALL WORLD" in line for line in said)
     assert report.crawl["registered"] == SMALL_WORLD.max_experts
     assert report.crawl["calibration_edges"] > 0
-    assert report.planner["env"] == "real"
+    assert report.planner["env"] == "real" and report.planner["step"] == 2
     assert [t["request"] for t in report.turns] == chat_script([], world=True)
     assert any(t["generated"] for t in report.turns)
-    table = (tmp_path / "out" / "benchmark" / "benchmark.md").read_text()
-    assert "World judge" in table
+    table = (tmp_path / "out" / "benchmark" / "world-table.md").read_text()
+    assert "GenEval (judge)" in table and "K-LoRA-style" in table
+    assert report.benchmark["html"].endswith("world-table.html")
     assert any("not SD 1.5" in part for part in report.demo_parts)
     assert list((tmp_path / "out").rglob("*.merged.safetensors"))  # /save stays in the run's folder
     assert not any("random weights" in part for part in report.demo_parts)
