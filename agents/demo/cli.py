@@ -53,7 +53,8 @@ def demo(
     console.print(f"chat images, recipes, A1111 / ComfyUI exports: {report.out_dir / 'chat'}")
     if report.benchmark:
         console.print(f"benchmark table: {report.benchmark['markdown']}")
-        console.print(f"HTML gallery: {report.benchmark['gallery']}")
+        html = report.benchmark.get("gallery") or report.benchmark.get("html")  # classic / world
+        console.print(f"HTML report and gallery: {html}")
     console.print(f"report: {report.out_dir / 'demo-report.json'}")
     console.print("[bold yellow]What ran on demo backends[/]")
     for part in report.demo_parts:

@@ -82,3 +82,22 @@ def test_the_default_demo_runs_on_the_small_trained_world(tmp_path, monkeypatch)
     assert any("not SD 1.5" in part for part in report.demo_parts)
     assert list((tmp_path / "out").rglob("*.merged.safetensors"))  # /save stays in the run's folder
     assert not any("random weights" in part for part in report.demo_parts)
+
+
+def test_cli_summary_names_the_world_table_report(tmp_path, monkeypatch):
+    """The world's benchmark stage lists `eval world`'s files (no "gallery" key)."""
+    from typer.testing import CliRunner
+
+    import agents.demo.run as demo_run
+    from main import app
+
+    def fake_run(settings, out, say, config):
+        report = demo_run.DemoReport(config, out, settings.data_dir, tmp_path / "base")
+        report.benchmark = {"markdown": str(out / "world-table.md"), "html": "world-table.html"}
+        return report
+
+    monkeypatch.setattr(demo_run, "run_demo", fake_run)
+    monkeypatch.setenv("DIFFGRAPH_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "HTML report and gallery: world-table.html" in result.output
