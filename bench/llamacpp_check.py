@@ -66,18 +66,6 @@ _U32, _I32, _F32, _STR, _ARR = 4, 5, 6, 8, 9  # GGUF value types
 _ALIGN = 32
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte-level alphabet: every byte as one printable character."""
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    chars, extra = list(printable), 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return {b: chr(c) for b, c in zip(printable, chars, strict=True)}
-
-
 def _corpus() -> str:
     """Text the merges are learnt from: the catalogue's descriptions, the agent's system
     prompts and schemas (never the labelled evaluation prompts)."""
@@ -100,7 +88,9 @@ def learn_merges(text: str, count: int) -> list[str]:
     pattern = regex.compile(
         r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
     )
-    alphabet = _bytes_to_unicode()
+    from tools.tiny.tokenizer import bytes_to_unicode
+
+    alphabet = bytes_to_unicode()
     words = Counter(
         tuple(alphabet[b] for b in piece.encode("utf-8")) for piece in pattern.findall(text)
     )
@@ -134,7 +124,9 @@ def learn_merges(text: str, count: int) -> list[str]:
 def tiny_vocab(merges: int = 1500) -> tuple[list[str], list[int], list[str]]:
     """Tokens, token types (1 normal, 3 control) and merges of a byte-level BPE vocabulary:
     256 bytes, the merged pieces, three control tokens (ChatML)."""
-    alphabet = _bytes_to_unicode()
+    from tools.tiny.tokenizer import bytes_to_unicode
+
+    alphabet = bytes_to_unicode()
     tokens = [alphabet[b] for b in range(256)]
     pairs = learn_merges(_corpus(), merges)
     tokens += list(
